@@ -1,0 +1,544 @@
+/*
+ * lp_engine.c - one worker thread drives every transfer of the process on a
+ * libcurl multi handle. Requests reach it through a small locked queue and a
+ * curl_multi_wakeup, so a start or a cancel interrupts curl_multi_poll at once.
+ *
+ * Cancel wins: lp_req_cancel settles the request itself (state CANCELED,
+ * waiter woken, eventfd written) before it tells the worker, which then only
+ * tears the transfer down. The worker finishes a request only if it is still
+ * RUNNING when it takes req->mu, so a result can never overwrite a cancel.
+ *
+ * Lock order: g_lock -> (none); req->mu -> waiter->mu; e->qmu is never held
+ * together with another lock.
+ */
+#define _GNU_SOURCE
+#include "lp_engine.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LP_POOL_MAX 64          /* idle easy handles kept for reuse */
+#define LP_HEAD_MAX (256 * 1024) /* cap on response header bytes */
+
+struct lp_waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  lp_req *fired;
+};
+
+struct lp_engine {
+  CURLM *multi;
+  pthread_t thread;
+  int refs;                     /* guarded by g_lock */
+  pthread_mutex_t qmu;          /* guards the queue, stop and config */
+  lp_req *qhead, *qtail;
+  int stop;
+  long cfg_host, cfg_total;
+  int cfg_dirty;
+  lp_req *active;               /* worker only: attached transfers */
+  CURL *pool[LP_POOL_MAX];      /* worker only */
+  int npool;
+};
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static lp_engine *g_engine;
+static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode g_curl_init = CURLE_FAILED_INIT;
+
+static const char *const kind_names[] = {
+  "ok", "canceled", "timeout", "resolve", "connect", "tls",
+  "network", "http", "decode", "too_large"
+};
+
+const char *lp_kind_name(lp_kind k) { return kind_names[k]; }
+
+int lp_state_finished(lp_state s) { return s >= LP_DONE; }
+
+lp_state lp_req_state(const lp_req *r) { return atomic_load(&r->state); }
+
+/* ---- request record ---- */
+
+lp_req *lp_req_new(void) {
+  lp_req *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  atomic_init(&r->refs, 1);
+  atomic_init(&r->state, LP_READY);
+  pthread_mutex_init(&r->mu, NULL);
+  r->efd = -1;
+  r->opts.verify = 1;
+  return r;
+}
+
+void lp_req_retain(lp_req *r) { atomic_fetch_add(&r->refs, 1); }
+
+static void buf_free(lp_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+void lp_req_release(lp_req *r) {
+  if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+  free(r->opts.url);
+  free(r->opts.method);
+  curl_slist_free_all(r->opts.headers);
+  free(r->opts.body);
+  free(r->opts.cainfo);
+  free(r->opts.user_agent);
+  buf_free(&r->body);
+  buf_free(&r->head);
+  free(r->effective_url);
+  if (r->efd >= 0) close(r->efd);
+  pthread_mutex_destroy(&r->mu);
+  free(r);
+}
+
+/* wake whoever waits on r; called with r->mu held, after the state changed */
+static void notify_locked(lp_req *r) {
+  lp_waiter *w = r->waiter;
+  if (w) {
+    pthread_mutex_lock(&w->mu);
+    if (!w->fired) w->fired = r;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+  }
+  if (r->efd >= 0) {
+    uint64_t one = 1;
+    ssize_t n = write(r->efd, &one, sizeof one);
+    (void)n; /* EAGAIN only when already readable */
+  }
+}
+
+/* move r from `from` to `to` if it is still there; 1 on success */
+static int transition(lp_req *r, lp_state from, lp_state to) {
+  int ok = 0;
+  pthread_mutex_lock(&r->mu);
+  if (atomic_load(&r->state) == from) {
+    atomic_store(&r->state, to);
+    if (lp_state_finished(to)) notify_locked(r);
+    ok = 1;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return ok;
+}
+
+/* queue r for the worker (holding a reference) and wake it if it may sleep */
+static void enqueue(lp_engine *e, lp_req *r) {
+  int wake = 0;
+  pthread_mutex_lock(&e->qmu);
+  if (!r->queued) {
+    lp_req_retain(r);
+    r->queued = 1;
+    r->qnext = NULL;
+    if (e->qtail) e->qtail->qnext = r; else { e->qhead = r; wake = 1; }
+    e->qtail = r;
+  }
+  pthread_mutex_unlock(&e->qmu);
+  if (wake) curl_multi_wakeup(e->multi);
+}
+
+int lp_req_start(lp_engine *e, lp_req *r) {
+  r->engine = e;
+  if (!transition(r, LP_READY, LP_RUNNING)) return 0;
+  enqueue(e, r);
+  return 1;
+}
+
+/* settle r as canceled unless it finished; returns the state it had */
+static lp_state settle_canceled(lp_req *r) {
+  lp_state was;
+  pthread_mutex_lock(&r->mu);
+  was = atomic_load(&r->state);
+  if (!lp_state_finished(was)) {
+    atomic_store(&r->state, LP_CANCELED);
+    notify_locked(r);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return was;
+}
+
+int lp_req_cancel(lp_req *r) {
+  lp_state was = settle_canceled(r);
+  if (was == LP_RUNNING) enqueue(r->engine, r); /* the worker tears it down */
+  return !lp_state_finished(was);
+}
+
+/* ---- waiting ---- */
+
+static void waiter_init(lp_waiter *w) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &a);
+  pthread_condattr_destroy(&a);
+  pthread_mutex_init(&w->mu, NULL);
+  w->fired = NULL;
+}
+
+static void waiter_destroy(lp_waiter *w) {
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+}
+
+static void deadline_in(struct timespec *ts, double seconds) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  time_t whole = (time_t)seconds;
+  long nsec = ts->tv_nsec + (long)((seconds - (double)whole) * 1e9);
+  ts->tv_sec += whole + nsec / 1000000000L;
+  ts->tv_nsec = nsec % 1000000000L;
+}
+
+lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds) {
+  lp_waiter w;
+  lp_req *found = NULL;
+  size_t i, registered = 0;
+  for (i = 0; i < n; i++)      /* fast path: one already finished */
+    if (lp_state_finished(atomic_load(&reqs[i]->state))) return reqs[i];
+  if (seconds == 0) return NULL;
+  waiter_init(&w);
+  for (i = 0; i < n && !found; i++) {
+    lp_req *r = reqs[i];
+    pthread_mutex_lock(&r->mu);
+    if (lp_state_finished(atomic_load(&r->state))) found = r;
+    else if (!r->waiter) { r->waiter = &w; registered = i + 1; }
+    pthread_mutex_unlock(&r->mu);
+  }
+  if (!found) {
+    struct timespec ts;
+    if (seconds > 0) deadline_in(&ts, seconds);
+    pthread_mutex_lock(&w.mu);
+    while (!w.fired) {
+      int rc = seconds > 0 ? pthread_cond_timedwait(&w.cv, &w.mu, &ts)
+                           : pthread_cond_wait(&w.cv, &w.mu);
+      if (rc == ETIMEDOUT) break;
+    }
+    found = w.fired;
+    pthread_mutex_unlock(&w.mu);
+  }
+  for (i = 0; i < registered; i++) {
+    lp_req *r = reqs[i];
+    pthread_mutex_lock(&r->mu);
+    if (r->waiter == &w) r->waiter = NULL;
+    pthread_mutex_unlock(&r->mu);
+  }
+  waiter_destroy(&w);
+  return found;
+}
+
+int lp_req_wait(lp_req *r, double seconds) {
+  return lp_wait_any(&r, 1, seconds) != NULL;
+}
+
+int lp_req_fd(lp_req *r) {
+  int fd;
+  pthread_mutex_lock(&r->mu);
+  if (r->efd < 0) {
+    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->efd >= 0 && lp_state_finished(atomic_load(&r->state))) {
+      uint64_t one = 1;
+      ssize_t n = write(r->efd, &one, sizeof one);
+      (void)n;
+    }
+  }
+  fd = r->efd;
+  pthread_mutex_unlock(&r->mu);
+  return fd;
+}
+
+/* ---- worker ---- */
+
+static int buf_reserve(lp_buf *b, size_t extra) {
+  size_t need = b->len + extra, cap = b->cap ? b->cap : 256;
+  char *p;
+  if (need <= b->cap) return 1;
+  while (cap < need) cap *= 2;
+  p = realloc(b->data, cap);
+  if (!p) return 0;
+  b->data = p;
+  b->cap = cap;
+  return 1;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  lp_req *r = ud;
+  size_t len = size * n;
+  if (atomic_load_explicit(&r->state, memory_order_relaxed) == LP_CANCELED)
+    return 0;                   /* stop reading: nobody wants it */
+  if ((curl_off_t)(r->body.len + len) > r->opts.max_body) {
+    r->too_large = 1;
+    return 0;
+  }
+  if (!r->body.cap) {           /* size the buffer from Content-Length once */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > 0 && cl <= r->opts.max_body && !buf_reserve(&r->body, (size_t)cl))
+      return 0;
+  }
+  if (!buf_reserve(&r->body, len)) return 0;
+  memcpy(r->body.data + r->body.len, p, len);
+  r->body.len += len;
+  return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  lp_req *r = ud;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) r->head.len = 0; /* new response */
+  if (r->head.len + len > LP_HEAD_MAX || !buf_reserve(&r->head, len)) return 0;
+  memcpy(r->head.data + r->head.len, p, len);
+  r->head.len += len;
+  return len;
+}
+
+/* an easy handle set up for r, from the pool when possible */
+static CURL *make_easy(lp_engine *e, lp_req *r) {
+  const lp_opts *o = &r->opts;
+  CURL *h;
+  if (e->npool > 0) {
+    h = e->pool[--e->npool];
+    curl_easy_reset(h);
+  } else if (!(h = curl_easy_init())) {
+    return NULL;
+  }
+  r->easy = h;
+  curl_easy_setopt(h, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(h, CURLOPT_URL, o->url);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, (long)o->follow_redirects);
+  curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
+  if (o->cainfo) curl_easy_setopt(h, CURLOPT_CAINFO, o->cainfo);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, o->headers);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, o->max_body);
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (o->body) {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
+    if (strcmp(o->method, "POST") != 0)
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
+  } else if (strcmp(o->method, "HEAD") == 0) {
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  } else if (strcmp(o->method, "GET") != 0) {
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
+  }
+  return h;
+}
+
+/* detach r's transfer from the multi handle and drop the engine's share */
+static void detach(lp_engine *e, lp_req *r) {
+  CURL *h = r->easy;
+  curl_multi_remove_handle(e->multi, h);
+  r->easy = NULL;
+  if (e->npool < LP_POOL_MAX) e->pool[e->npool++] = h;
+  else curl_easy_cleanup(h);
+  if (r->aprev) r->aprev->anext = r->anext; else e->active = r->anext;
+  if (r->anext) r->anext->aprev = r->aprev;
+  r->aprev = r->anext = NULL;
+  if (atomic_load(&r->state) == LP_CANCELED) { /* nobody reads these now */
+    buf_free(&r->body);
+    buf_free(&r->head);
+  }
+  lp_req_release(r);
+}
+
+static void attach(lp_engine *e, lp_req *r) {
+  CURL *h = make_easy(e, r);
+  if (h && curl_multi_add_handle(e->multi, h) == CURLM_OK) {
+    r->anext = e->active;       /* the queue's reference becomes ours */
+    r->aprev = NULL;
+    if (e->active) e->active->aprev = r;
+    e->active = r;
+    return;
+  }
+  if (h) { r->easy = NULL; curl_easy_cleanup(h); }
+  r->kind = LP_ENETWORK;
+  snprintf(r->errbuf, sizeof r->errbuf, "could not start the transfer");
+  transition(r, LP_RUNNING, LP_FAILED);
+  lp_req_release(r);
+}
+
+static lp_kind kind_of(lp_req *r, CURLcode c) {
+  switch (c) {
+  case CURLE_OPERATION_TIMEDOUT: return LP_ETIMEOUT;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY: return LP_ERESOLVE;
+  case CURLE_COULDNT_CONNECT: return LP_ECONNECT;
+  case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED: case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_SHUTDOWN_FAILED: case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR: case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS: case CURLE_SSL_CLIENTCERT:
+    return LP_ETLS;
+  case CURLE_FILESIZE_EXCEEDED: return LP_ETOOLARGE;
+  case CURLE_WRITE_ERROR: return r->too_large ? LP_ETOOLARGE : LP_ENETWORK;
+  case CURLE_TOO_MANY_REDIRECTS: return LP_EHTTP;
+  case CURLE_UNSUPPORTED_PROTOCOL: /* a redirect to a scheme we refuse */
+    return r->status >= 300 && r->status < 400 ? LP_EHTTP : LP_ENETWORK;
+  default: return LP_ENETWORK;
+  }
+}
+
+/* a transfer ended: record its result unless a cancel got there first */
+static void complete(lp_engine *e, lp_req *r, CURLcode c) {
+  char *url = NULL;
+  curl_off_t us = 0;
+  long status = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+  curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+  if (atomic_load(&r->state) == LP_RUNNING) {
+    r->curl_code = c;
+    r->status = status;
+    r->elapsed = (double)us / 1e6;
+    r->effective_url = url ? strdup(url) : NULL;
+    if (c != CURLE_OK) {
+      r->kind = kind_of(r, c);
+      if (!r->errbuf[0]) snprintf(r->errbuf, sizeof r->errbuf, "%s",
+                                  curl_easy_strerror(c));
+      if (r->kind == LP_ETOOLARGE)
+        snprintf(r->errbuf, sizeof r->errbuf,
+                 "response body exceeds max_body (%lld bytes)",
+                 (long long)r->opts.max_body);
+    } else if ((status >= 200 && status < 300) || status == 304) {
+      r->kind = LP_OK;
+    } else {
+      r->kind = LP_EHTTP;
+      snprintf(r->errbuf, sizeof r->errbuf, "HTTP status %ld", status);
+    }
+    transition(r, LP_RUNNING, r->kind == LP_OK ? LP_DONE : LP_FAILED);
+  }
+  detach(e, r);
+}
+
+/* take the queue and act on each request according to its state now */
+static int drain(lp_engine *e) {
+  lp_req *q, *r;
+  int stop;
+  pthread_mutex_lock(&e->qmu);
+  q = e->qhead;
+  e->qhead = e->qtail = NULL;
+  for (r = q; r; r = r->qnext) r->queued = 0;
+  stop = e->stop;
+  if (e->cfg_dirty) {
+    curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, e->cfg_host);
+    curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, e->cfg_total);
+    e->cfg_dirty = 0;
+  }
+  pthread_mutex_unlock(&e->qmu);
+  while ((r = q)) {
+    lp_state s = atomic_load(&r->state);
+    q = r->qnext;
+    r->qnext = NULL;
+    if (!r->easy && s == LP_RUNNING) {
+      if (!stop) { attach(e, r); continue; }
+      settle_canceled(r);       /* started while the engine stops */
+    }
+    if (r->easy && s == LP_CANCELED) detach(e, r);
+    lp_req_release(r);          /* the queue's reference */
+  }
+  return stop;
+}
+
+static void *worker_main(void *arg) {
+  lp_engine *e = arg;
+  while (!drain(e)) {
+    int running;
+    CURLMsg *m;
+    int left;
+    curl_multi_perform(e->multi, &running);
+    while ((m = curl_multi_info_read(e->multi, &left))) {
+      lp_req *r = NULL;
+      if (m->msg != CURLMSG_DONE) continue;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+      complete(e, r, m->data.result);
+    }
+    curl_multi_poll(e->multi, NULL, 0, 60000, NULL);
+  }
+  /* stopping: whatever is still attached ends as canceled */
+  while (e->active) {
+    lp_req *r = e->active;
+    settle_canceled(r);
+    detach(e, r);
+  }
+  drain(e);
+  while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
+  return NULL;
+}
+
+static void curl_init_once(void) { g_curl_init = curl_global_init(CURL_GLOBAL_ALL); }
+
+lp_engine *lp_engine_acquire(void) {
+  lp_engine *e;
+  pthread_once(&g_curl_once, curl_init_once);
+  if (g_curl_init != CURLE_OK) return NULL;
+  pthread_mutex_lock(&g_lock);
+  if ((e = g_engine)) {
+    e->refs++;
+    pthread_mutex_unlock(&g_lock);
+    return e;
+  }
+  e = calloc(1, sizeof *e);
+  if (e && (e->multi = curl_multi_init())) {
+    pthread_mutex_init(&e->qmu, NULL);
+    if (pthread_create(&e->thread, NULL, worker_main, e) == 0) {
+      e->refs = 1;
+      g_engine = e;
+      pthread_mutex_unlock(&g_lock);
+      return e;
+    }
+    pthread_mutex_destroy(&e->qmu);
+    curl_multi_cleanup(e->multi);
+  }
+  free(e);
+  pthread_mutex_unlock(&g_lock);
+  return NULL;
+}
+
+void lp_engine_release(lp_engine *e) {
+  if (!e) return;
+  pthread_mutex_lock(&g_lock);
+  if (--e->refs > 0) {
+    pthread_mutex_unlock(&g_lock);
+    return;
+  }
+  g_engine = NULL;
+  pthread_mutex_unlock(&g_lock);
+  pthread_mutex_lock(&e->qmu);
+  e->stop = 1;
+  pthread_mutex_unlock(&e->qmu);
+  curl_multi_wakeup(e->multi);
+  pthread_join(e->thread, NULL);
+  curl_multi_cleanup(e->multi);
+  pthread_mutex_destroy(&e->qmu);
+  free(e);
+}
+
+void lp_engine_configure(lp_engine *e, long max_host_connections,
+                         long max_connections) {
+  pthread_mutex_lock(&e->qmu);
+  e->cfg_host = max_host_connections;
+  e->cfg_total = max_connections;
+  e->cfg_dirty = 1;
+  pthread_mutex_unlock(&e->qmu);
+  curl_multi_wakeup(e->multi);
+}

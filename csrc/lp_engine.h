@@ -1,0 +1,110 @@
+/*
+ * lp_engine.h - the C core of lua-longpoll: a request record and the worker
+ * engine that runs it on a libcurl multi handle. Nothing here knows Lua.
+ *
+ * Lifetime: a request record is reference counted. Its creator holds one
+ * reference; the engine holds one while the request sits in its queue and one
+ * while its transfer is attached to the multi handle. Either side may let go
+ * first; the last release frees the record.
+ *
+ * Threads: lp_req_start, lp_req_cancel, lp_req_wait, lp_wait_any and
+ * lp_req_fd may be called from any thread. The result fields are written by
+ * the worker only while the state is LP_RUNNING, and read by others only after
+ * they saw LP_DONE or LP_FAILED (both transitions are made under req->mu).
+ */
+#ifndef LP_ENGINE_H
+#define LP_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <curl/curl.h>
+
+typedef enum lp_state {
+  LP_READY, LP_RUNNING, LP_DONE, LP_FAILED, LP_CANCELED
+} lp_state;
+
+/* error kinds; the names are in lp_kind_name */
+typedef enum lp_kind {
+  LP_OK, LP_ECANCELED, LP_ETIMEOUT, LP_ERESOLVE, LP_ECONNECT, LP_ETLS,
+  LP_ENETWORK, LP_EHTTP, LP_EDECODE, LP_ETOOLARGE
+} lp_kind;
+
+typedef struct lp_buf {
+  char *data;
+  size_t len, cap;
+} lp_buf;
+
+/* what the caller asks for; strings are owned by the record */
+typedef struct lp_opts {
+  char *url;                    /* complete, query already appended */
+  char *method;                 /* "GET", "POST", ... */
+  struct curl_slist *headers;
+  char *body;                   /* NULL: no request body */
+  size_t body_len;
+  long timeout_ms;              /* 0: no deadline */
+  long connect_timeout_ms;
+  curl_off_t max_body;
+  int follow_redirects;
+  int verify;
+  char *cainfo;                 /* NULL: libcurl's default */
+  char *user_agent;
+} lp_opts;
+
+typedef struct lp_engine lp_engine;
+typedef struct lp_waiter lp_waiter;
+
+typedef struct lp_req {
+  lp_opts opts;
+  atomic_int refs;
+  _Atomic lp_state state;
+  pthread_mutex_t mu;           /* guards state changes, waiter, efd */
+  lp_waiter *waiter;            /* the thread blocked on this request, if any */
+  int efd;                      /* eventfd made by lp_req_fd, or -1 */
+  lp_engine *engine;            /* set by lp_req_start */
+  /* engine-private links (worker thread and queue lock) */
+  struct lp_req *qnext;
+  int queued;                   /* guarded by the engine's queue lock */
+  struct lp_req *aprev, *anext; /* attached transfers, worker only */
+  CURL *easy;                   /* worker only */
+  /* result: written by the worker while running */
+  lp_kind kind;
+  CURLcode curl_code;
+  long status;                  /* 0: no response arrived */
+  lp_buf body;
+  lp_buf head;                  /* raw header lines of the last response */
+  char *effective_url;
+  double elapsed;               /* seconds */
+  int too_large;
+  char errbuf[CURL_ERROR_SIZE];
+} lp_req;
+
+/* process-wide engine, reference counted; the first acquire starts the worker */
+lp_engine *lp_engine_acquire(void);
+void lp_engine_release(lp_engine *e);
+/* connection limits for the multi handle (0 = unlimited); applied by the worker */
+void lp_engine_configure(lp_engine *e, long max_host_connections,
+                         long max_connections);
+
+/* a fresh record in state LP_READY with one reference; NULL when out of memory */
+lp_req *lp_req_new(void);
+void lp_req_retain(lp_req *r);
+void lp_req_release(lp_req *r);
+
+/* READY -> RUNNING and hand to the engine; 1 when this call started it */
+int lp_req_start(lp_engine *e, lp_req *r);
+/* end an unfinished request; 1 when this call ended it. Never blocks. */
+int lp_req_cancel(lp_req *r);
+lp_state lp_req_state(const lp_req *r);
+/* block until finished or `seconds` passed (< 0: forever); 1 when finished */
+int lp_req_wait(lp_req *r, double seconds);
+/* the first finished request of `reqs`, waiting up to `seconds` (< 0:
+   forever); NULL on timeout */
+lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds);
+/* an eventfd that becomes readable when the request finishes; -1 on error */
+int lp_req_fd(lp_req *r);
+
+const char *lp_kind_name(lp_kind k);
+int lp_state_finished(lp_state s);
+
+#endif
