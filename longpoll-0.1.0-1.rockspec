@@ -19,7 +19,7 @@ dependencies = {
   "lua-cjson >= 2.1",
 }
 external_dependencies = {
-  CURL = { header = "curl/curl.h" },
+  CURL = { library = "curl" },
 }
 build = {
   type = "cmake",
@@ -29,6 +29,5 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     LIBDIR = "$(LIBDIR)",
     LUADIR = "$(LUADIR)",
-    CURL_INCLUDE_DIR = "$(CURL_INCDIR)",
   },
 }
