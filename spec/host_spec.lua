@@ -1,0 +1,25 @@
+-- The C host (spec/host/host_test.c): several Lua states on several OS threads
+-- use longpoll at once, each closing with requests in flight
+local testserver = require "support.testserver"
+
+describe("a C host with Lua states on 4 threads", function()
+  local srv
+  setup(function() srv = testserver.start() end)
+  teardown(function() srv:stop() end)
+
+  it("runs, cancels and closes with requests in flight, leaving no thread", function()
+    local bin = os.getenv("LONGPOLL_HOST_TEST") or "build/host_test"
+    local f = io.open(bin)
+    assert.is_not_nil(f, bin .. " is not built (cmake -DLONGPOLL_HOST_TEST=ON)")
+    f:close()
+    local cmd = ("timeout 60 %s %d %q %q 4 5 2>&1"):format(bin, srv.port, package.path, package.cpath)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    assert.is_true(ok, out)
+    assert.equals("exit", how)
+    assert.equals(0, code)
+    assert.equals("host: 4 threads x 5 rounds ok, 1 thread left\n", out)
+    assert.truthy(srv:wait_held(0, 5))
+  end)
+end)
