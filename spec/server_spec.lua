@@ -285,6 +285,16 @@ describe("test server", function()
       assert.is_nil(pcall(cjson.decode, r.body) or nil)
     end)
 
+    it("/headers repeats a header and mixes case", function()
+      local c = connect(srv.port)
+      send(c, "GET", "/headers", nil, nil, true)
+      local data = c:receive("*a")
+      c:close()
+      assert.matches("\r\nX%-Repeat: a\r\nX%-Repeat: b\r\n", data)
+      assert.matches("\r\nX%-MiXeD: MixedCase\r\n", data)
+      assert.matches("\r\n\r\nheaders$", data)
+    end)
+
     it("/status/N", function()
       for _, s in ipairs({ 200, 201, 400, 404, 418, 500, 503 }) do
         local r = get(srv, "/status/" .. s)

@@ -13,6 +13,7 @@
 --   /echo                      200 JSON {method, path, query (raw, "" if none), args, headers
 --                              (lowercased; repeats joined ", "), body, version}
 --   /json /text /jsonish /garbage   fixed bodies (see route)
+--   /headers                   200 text/plain "headers" with X-Repeat: a, X-Repeat: b, X-MiXeD: MixedCase
 --   /hold?ms=&status=&body=&type=   held ms (absent: until the client leaves), then status
 --                              (default 204, or 200 when body given) with body, Content-Type
 --                              type (default text/plain)
@@ -843,6 +844,9 @@ function on_request(req)
     return respond(req, 200, nil, " [1,2,3]", "text/plain")
   elseif path == "/garbage" then
     return respond(req, 200, nil, '{"a": [1, 2,', "application/json")
+  elseif path == "/headers" then
+    return respond(req, 200, { { "X-Repeat", "a" }, { "X-Repeat", "b" }, { "X-MiXeD", "MixedCase" } },
+      "headers", "text/plain")
   elseif path == "/hold" then
     return do_hold(req)
   elseif path:match("^/status/%d+$") then
