@@ -1,0 +1,198 @@
+-- nginx + Nchan for specs: start it on a free loopback port in a temp prefix, publish to it,
+-- restart it, stop it by PID.
+--
+--   local nchan = require "support.nchan"
+--   local srv = nchan.start{ subscriber_timeout = "2s" }
+--   srv:url("/sub/ch")               --> "http://127.0.0.1:<port>/sub/ch"
+--   srv:publish("ch", "hello")       --> true, "<message id>" (or nil, err)
+--   srv:restart()                    -- stop, then start again on the same port (memory store lost)
+--   srv:stop()                       -- stops the master and its workers by PID
+--
+-- nchan.available() tells whether nginx and the Nchan module are installed (specs skip if not).
+
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+
+local M = {}
+
+local NGINX = os.getenv("LONGPOLL_NGINX") or "/usr/sbin/nginx"
+local MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- True when a process with this PID exists and is not a zombie.
+local function alive(pid)
+  local stat = slurp("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z"
+end
+
+-- Direct children of a process, from /proc (nginx workers of a master).
+local function children(pid)
+  local s = slurp(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
+  local out = {}
+  for c in s:gmatch("%d+") do out[#out + 1] = tonumber(c) end
+  return out
+end
+
+local function kill(pid, sig)
+  os.execute(("kill -%s %d 2>/dev/null"):format(sig, pid))
+end
+
+-- Wait (bounded: `seconds`, 10 ms steps) until `pred()` is true; returns its last value.
+local function wait_until(seconds, pred)
+  local deadline = socket.gettime() + seconds
+  repeat
+    local v = pred()
+    if v then return v end
+    socket.sleep(0.01)
+  until socket.gettime() > deadline
+  return pred()
+end
+
+-- A free TCP port on 127.0.0.1 (bound and closed again; nginx cannot listen on port 0).
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function can_connect(port)
+  local c = socket.tcp()
+  c:settimeout(0.2)
+  local ok = c:connect("127.0.0.1", port)
+  c:close()
+  return ok ~= nil
+end
+
+function M.available()
+  return exists(NGINX) and exists(MODULE)
+end
+
+local Server = {}
+Server.__index = Server
+
+function Server:url(path)
+  return ("http://127.0.0.1:%d%s"):format(self.port, path or "/")
+end
+
+-- POST one message to channel `ch`; returns true, message id ("<time>:<tag>") or nil, err.
+function Server:publish(ch, data, content_type)
+  local out = {}
+  local _, code, headers = http.request{
+    url = self:url("/pub/" .. ch),
+    method = "POST",
+    headers = {
+      ["content-type"] = content_type or "text/plain",
+      ["content-length"] = tostring(#data),
+    },
+    source = ltn12.source.string(data),
+    sink = ltn12.sink.table(out),
+  }
+  local body = table.concat(out)
+  if code ~= 201 and code ~= 202 then
+    return nil, ("publish to %s: %s %s"):format(ch, tostring(code), body)
+  end
+  return true, body:match("last message id: (%S+)")
+end
+
+function Server:error_log()
+  return slurp(self.prefix .. "/error.log") or ""
+end
+
+-- Start nginx with the config written for this server; raises when it does not come up.
+function Server:_launch()
+  local cmd = ("%s -p %s -c %s -e %s >%s 2>&1"):format(NGINX, sh_quote(self.prefix),
+    sh_quote(self.prefix .. "/nginx.conf"), sh_quote(self.prefix .. "/error.log"),
+    sh_quote(self.prefix .. "/start.log"))
+  if not os.execute(cmd) then
+    error("nginx did not start: " .. (slurp(self.prefix .. "/start.log") or "") .. self:error_log())
+  end
+  -- nginx binds before it daemonizes; the daemon writes the pid file a moment later
+  local pid = wait_until(5, function()
+    local n = tonumber(slurp(self.prefix .. "/nginx.pid") or "")
+    return n and alive(n) and n
+  end)
+  if not pid then error("nginx wrote no pid file: " .. self:error_log()) end
+  self.pid = pid
+  if not wait_until(5, function() return can_connect(self.port) end) then
+    self:stop()
+    error("nginx is not listening on port " .. self.port .. ": " .. self:error_log())
+  end
+end
+
+-- Stop nginx by PID: TERM (fast shutdown, held polls are cut), KILL after 5 s; then its workers.
+function Server:stop()
+  local pid = self.pid
+  if not pid then return end
+  self.pid = nil
+  local workers = children(pid)
+  kill(pid, "TERM")
+  if not wait_until(5, function() return not alive(pid) end) then kill(pid, "KILL") end
+  for _, w in ipairs(workers) do
+    if not wait_until(2, function() return not alive(w) end) then kill(w, "KILL") end
+  end
+  os.remove(self.prefix .. "/nginx.pid")
+end
+
+-- Stop and start again on the same port and prefix. Nchan's memory store does not survive.
+function Server:restart()
+  self:stop()
+  self:_launch()
+end
+
+-- Remove the prefix directory (after stop).
+function Server:cleanup()
+  if self.pid then self:stop() end
+  if self.prefix:match("^/tmp/") then os.execute("rm -rf " .. sh_quote(self.prefix)) end
+end
+
+-- opts: subscriber_timeout (nginx time, default "2s"), buffer_length (default 1000).
+function M.start(opts)
+  opts = opts or {}
+  local template = assert(slurp(HERE .. "/nchan.conf"), "spec/support/nchan.conf not found")
+  local prefix = os.tmpname()          -- a fresh file name; replace it with a directory
+  os.remove(prefix)
+  prefix = prefix .. "-nchan"
+  assert(os.execute("mkdir -m 700 " .. sh_quote(prefix)), "cannot create " .. prefix)
+  local is_root = (io.popen("id -u"):read("l") or "") == "0"
+  local fields = {
+    prefix = prefix,
+    port = tostring(opts.port or free_port()),
+    subscriber_timeout = opts.subscriber_timeout or "2s",
+    buffer_length = tostring(opts.buffer_length or 1000),
+    -- as root, workers would run as nobody and could not use the temp prefix
+    user = is_root and "user root;" or "",
+  }
+  local conf = template:gsub("%${([%w_]+)}", function(k)
+    return assert(fields[k], "nchan.conf: unknown field " .. k)
+  end)
+  local f = assert(io.open(prefix .. "/nginx.conf", "wb"))
+  f:write(conf)
+  f:close()
+  local self = setmetatable({ prefix = prefix, port = tonumber(fields.port) }, Server)
+  self:_launch()
+  return self
+end
+
+return M
