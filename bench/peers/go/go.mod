@@ -1,0 +1,3 @@
+module longpollbench/peers
+
+go 1.19
