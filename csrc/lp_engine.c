@@ -437,7 +437,6 @@ static int drain(lp_engine *e) {
   pthread_mutex_lock(&e->qmu);
   q = e->qhead;
   e->qhead = e->qtail = NULL;
-  for (r = q; r; r = r->qnext) r->queued = 0;
   stop = e->stop;
   if (e->cfg_dirty) {
     curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, e->cfg_host);
@@ -446,9 +445,15 @@ static int drain(lp_engine *e) {
   }
   pthread_mutex_unlock(&e->qmu);
   while ((r = q)) {
-    lp_state s = atomic_load(&r->state);
+    lp_state s;
+    /* r leaves the queue here, not at the swap: until then a cancel finds it
+       queued and only changes its state, which we read under the same lock */
+    pthread_mutex_lock(&e->qmu);
     q = r->qnext;
     r->qnext = NULL;
+    r->queued = 0;
+    s = atomic_load(&r->state);
+    pthread_mutex_unlock(&e->qmu);
     if (!r->easy && s == LP_RUNNING) {
       if (!stop) { attach(e, r); continue; }
       settle_canceled(r);       /* started while the engine stops */
