@@ -99,7 +99,7 @@ end
 ---------------------------------------------------------------------------------------------
 -- state
 ---------------------------------------------------------------------------------------------
-local stats = { held = 0, open = 0, total = 0, hits = {} }
+local stats = { held = 0, open = 0, total = 0, connections = 0, hits = {} }
 local conns = {}          -- conn -> true
 local channels = {}       -- name -> { msgs = {data...}, last = n, waiters = {waiter -> true} }
 local failures = {}       -- queue of { mode=, count=, retry_after= }
@@ -305,6 +305,7 @@ local function on_connection(err)
   local conn = { tcp = tcp, buf = "", parts = {}, buflen = 0, closed = false }
   conns[conn] = true
   stats.open = stats.open + 1
+  stats.connections = stats.connections + 1
   tcp:read_start(safe(function(rerr, data)
     if conn.closed then return end
     if rerr or not data then close_conn(conn, "now"); return end
@@ -415,7 +416,8 @@ function process(conn)
         local buf = take_all(conn)
         local head_end = buf:find("\r\n\r\n", 1, true)
         if not head_end then
-          if #buf > MAX_HEAD then bad_request(conn, 431, "request head too large") end
+          if #buf > MAX_HEAD then bad_request(conn, 431, "request head too large")
+          elseif buf:find("^[^%u\r\n]") then bad_request(conn, 400, "not HTTP (a TLS hello?)") end
           break
         end
         if head_end > MAX_HEAD then bad_request(conn, 431, "request head too large"); break end
@@ -920,6 +922,7 @@ function on_request(req)
     local hits = stats.hits
     return respond_json(req, 200, {
       held = stats.held, open = stats.open, total = stats.total,
+      connections = stats.connections, -- accepted since start, /_* included
       hits = hits, -- cjson encodes an empty table as {}
       listening = listening, pending_failures = #failures,
     })

@@ -140,7 +140,7 @@ end
 function Server:stats()
   local st = control(self, "GET", "/_stats")
   -- cjson decodes every number as a float; counts read better as integers
-  for _, k in ipairs({ "held", "open", "total" }) do st[k] = math.tointeger(st[k]) or st[k] end
+  for _, k in ipairs({ "held", "open", "total", "connections" }) do st[k] = math.tointeger(st[k]) or st[k] end
   for k, v in pairs(st.hits or {}) do st.hits[k] = math.tointeger(v) or v end
   return st
 end
