@@ -11,3 +11,8 @@ else
   package.cpath = (os.getenv("LONGPOLL_BUILD") or "build") .. "/?.so;" .. package.cpath
 end
 package.path = "spec/?.lua;" .. package.path
+
+-- luv keeps one default loop per process: loaded once here, before busted
+-- insulates each spec file, it is never opened twice (a second luaopen_luv in
+-- one state after the first one's loop was closed crashes libuv)
+pcall(require, "luv")

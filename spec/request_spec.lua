@@ -1,0 +1,300 @@
+-- longpoll.request: options, methods and results of API.md against the spec server
+local longpoll = require "longpoll"
+local testserver = require "support.testserver"
+
+describe("longpoll.request", function()
+  local srv
+  setup(function() srv = testserver.start() end)
+  teardown(function() srv:stop() end)
+
+  describe("construction", function()
+    local function raises(opts, pattern)
+      local ok, err = pcall(longpoll.request, opts)
+      assert.is_false(ok)
+      assert.matches(pattern, tostring(err))
+    end
+
+    it("sends nothing until started", function()
+      local req = longpoll.request{ url = srv:url("/hold?ms=50") }
+      assert.equals("ready", req:status())
+      assert.is_false(req:done())
+      assert.equals(0, (srv:stats().hits["/hold"] or 0))
+    end)
+
+    it("requires an http(s) url", function()
+      raises({}, "option 'url' is required")
+      raises({ url = "ftp://127.0.0.1/" }, "option 'url' must start with http:// or https://")
+      raises({ url = "file:///etc/passwd" }, "option 'url'")
+      raises({ url = 42 }, "option 'url' must be a string")
+      raises({ url = "http://" }, "option 'url' is not a valid URL")
+    end)
+
+    it("names an unknown option", function()
+      raises({ url = srv:url("/json"), timout = 5 }, "unknown option 'timout'")
+      raises({ url = srv:url("/json"), [1] = true }, "unknown option")
+    end)
+
+    it("names an option of the wrong type or range", function()
+      local u = srv:url("/json")
+      raises({ url = u, timeout = "5" }, "option 'timeout' must be a number")
+      raises({ url = u, timeout = 0 }, "option 'timeout' must be a positive number")
+      raises({ url = u, timeout = -1 }, "option 'timeout'")
+      raises({ url = u, connect_timeout = 0 / 0 }, "option 'connect_timeout'")
+      raises({ url = u, max_body = 0 }, "option 'max_body' must be a positive integer")
+      raises({ url = u, max_body = 1.5 }, "option 'max_body'")
+      raises({ url = u, decode = "xml" }, "option 'decode' must be")
+      raises({ url = u, follow_redirects = "yes" }, "option 'follow_redirects' must be a boolean")
+      raises({ url = u, verify = 1 }, "option 'verify' must be a boolean")
+      raises({ url = u, method = "get" }, "option 'method' must be an upper%-case")
+      raises({ url = u, method = "" }, "option 'method'")
+      raises({ url = u, body = true }, "option 'body' must be a string or a table")
+      raises({ url = u, headers = "x" }, "option 'headers' must be a table")
+      raises({ url = u, query = { a = {} } }, "option 'query'")
+      raises({ url = u, cainfo = false }, "option 'cainfo' must be a string")
+      raises({ url = u, user_agent = "a\nb" }, "option 'user_agent' contains CR or LF")
+    end)
+
+    it("rejects CR or LF in header names and values", function()
+      local u = srv:url("/echo")
+      raises({ url = u, headers = { ["X-A"] = "1\r\nX-Injected: 1" } }, "option 'headers'.*CR")
+      raises({ url = u, headers = { ["X-A"] = "1\nX" } }, "option 'headers'")
+      raises({ url = u, headers = { ["X-A\r\nB"] = "1" } }, "option 'headers'")
+      raises({ url = u, headers = { ["Bad Name"] = "1" } }, "option 'headers'")
+      raises({ url = u, headers = { ["X-A"] = {} } }, "option 'headers'")
+    end)
+
+    it("describes itself", function()
+      local req = longpoll.request{ url = srv:url("/poll/x"), body = "hi" }
+      assert.equals("longpoll.request: POST " .. srv:url("/poll/x") .. " (ready)", tostring(req))
+      req:cancel()
+      assert.equals("longpoll.request: POST " .. srv:url("/poll/x") .. " (canceled)", tostring(req))
+    end)
+  end)
+
+  describe("results", function()
+    it("decodes a JSON response into tables, null as longpoll.null", function()
+      local value, resp = longpoll.request{ url = srv:url("/json") }:run()
+      assert.same({ 1, 2, 3 }, value.items)
+      assert.is_true(value.ok)
+      assert.equals("longpoll", value.name)
+      assert.equals(longpoll.null, value.nothing)
+      assert.equals(200, resp.status)
+      assert.equals("application/json", resp.headers["content-type"])
+      assert.equals('{"ok":true,"items":[1,2,3],"nothing":null,"name":"longpoll"}', resp.body)
+      assert.equals(srv:url("/json"), resp.url)
+      assert.is_number(resp.elapsed)
+      assert.is_true(resp.elapsed >= 0 and resp.elapsed < 10)
+    end)
+
+    it("returns text as a string in auto mode", function()
+      local value, resp = longpoll.request{ url = srv:url("/text") }:run()
+      assert.equals("hello", value)
+      assert.equals("text/plain", resp.headers["content-type"])
+    end)
+
+    it("decodes a JSON-looking body in auto mode whatever its content type", function()
+      local value = longpoll.request{ url = srv:url("/jsonish") }:run()
+      assert.same({ 1, 2, 3 }, value)
+    end)
+
+    it("keeps the raw body with decode = 'none'", function()
+      local value, resp = longpoll.request{ url = srv:url("/json"), decode = "none" }:run()
+      assert.equals(resp.body, value)
+      assert.is_string(value)
+    end)
+
+    it("insists on JSON with decode = 'json'", function()
+      local value, err = longpoll.request{ url = srv:url("/text"), decode = "json" }:run()
+      assert.is_nil(value)
+      assert.equals("decode", err.kind)
+      assert.equals(200, err.status)
+      assert.equals("hello", err.response.body)
+    end)
+
+    it("gives an empty table for an empty 2xx body and for 204 and 304", function()
+      for _, path in ipairs({ "/empty", "/status/204", "/status/304", "/hold?ms=10" }) do
+        local value, resp = longpoll.request{ url = srv:url(path) }:run()
+        assert.same({}, value, path)
+        assert.is_true(resp.status == 200 or resp.status == 204 or resp.status == 304, path)
+      end
+      local value = longpoll.request{ url = srv:url("/empty"), decode = "json" }:run()
+      assert.same({}, value)
+      value = longpoll.request{ url = srv:url("/empty"), decode = "none" }:run()
+      assert.equals("", value)
+    end)
+
+    it("returns the same results again once finished", function()
+      local before = srv:stats().hits["/json"] or 0
+      local req = longpoll.request{ url = srv:url("/json") }
+      local v1, r1 = req:run()
+      local v2, r2 = req:run()
+      assert.equals(v1, v2)
+      assert.equals(r1, r2)
+      assert.equals("done", req:status())
+      assert.is_true(req:done())
+      assert.equals(before + 1, srv:stats().hits["/json"])
+    end)
+
+    it("lowercases header names and joins repeated headers", function()
+      local _, resp = longpoll.request{ url = srv:url("/headers") }:run()
+      assert.equals("a, b", resp.headers["x-repeat"])
+      assert.equals("MixedCase", resp.headers["x-mixed"])
+    end)
+  end)
+
+  describe("what is sent", function()
+    it("sends GET with query, headers and the default user agent", function()
+      local value = longpoll.request{
+        url = srv:url("/echo?x=1"),
+        query = { since = "42", q = "a b&c" },
+        headers = { ["X-Token"] = "abc", ["X-Empty"] = "" },
+      }:run()
+      assert.equals("GET", value.method)
+      assert.equals("1", value.args.x)
+      assert.equals("42", value.args.since)
+      assert.equals("a b&c", value.args.q)
+      assert.equals("abc", value.headers["x-token"])
+      assert.equals("", value.headers["x-empty"])
+      assert.equals("lua-longpoll/" .. longpoll.version, value.headers["user-agent"])
+    end)
+
+    it("sends a table body as JSON with POST by default", function()
+      local value = longpoll.request{ url = srv:url("/echo"), body = { action = "poll", n = 3 } }:run()
+      assert.equals("POST", value.method)
+      assert.equals("application/json", value.headers["content-type"])
+      local sent = require("cjson").decode(value.body)
+      assert.same({ action = "poll", n = 3 }, sent)
+    end)
+
+    it("sends a string body as is and keeps a given content type", function()
+      local value = longpoll.request{
+        url = srv:url("/echo"), method = "PUT", body = "a=1&b=2",
+        headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+      }:run()
+      assert.equals("PUT", value.method)
+      assert.equals("a=1&b=2", value.body)
+      assert.equals("application/x-www-form-urlencoded", value.headers["content-type"])
+    end)
+
+    it("uses the method given without a body and the user agent given", function()
+      local value = longpoll.request{ url = srv:url("/echo"), method = "DELETE", user_agent = "game/1" }:run()
+      assert.equals("DELETE", value.method)
+      assert.equals("game/1", value.headers["user-agent"])
+    end)
+
+    it("reuses the connection for requests to the same host", function()
+      local before = srv:stats().connections
+      for _ = 1, 5 do longpoll.request{ url = srv:url("/json") }:run() end
+      local after = srv:stats().connections
+      assert.is_true(after - before <= 1, ("%d new connections"):format(after - before))
+    end)
+  end)
+
+  describe("methods", function()
+    it("start returns the request and is a no-op once started", function()
+      local before = srv:stats().hits["/hold"] or 0
+      local req = longpoll.request{ url = srv:url("/hold?ms=20") }
+      assert.equals(req, req:start())
+      assert.equals("running", req:status())
+      assert.equals(req, req:start())
+      local value, resp = req:run()
+      assert.same({}, value)
+      assert.equals(204, resp.status)
+      assert.equals(before + 1, srv:stats().hits["/hold"])
+    end)
+
+    it("wait returns false before the request finishes and true after", function()
+      local req = longpoll.request{ url = srv:url("/hold?ms=300") }
+      assert.is_false(req:wait(0.01))
+      assert.equals("running", req:status())
+      assert.is_true(req:wait(10))
+      assert.is_true(req:done())
+      assert.equals("done", req:status())
+    end)
+
+    it("await raises outside a coroutine", function()
+      local req = longpoll.request{ url = srv:url("/json") }
+      assert.has_error(function() req:await() end,
+        "longpoll.request:await: not inside a coroutine (use run())")
+    end)
+
+    it("await yields the request until it finishes", function()
+      local req = longpoll.request{ url = srv:url("/hold?ms=50&status=200&body=%5B1%5D") }
+      local co = coroutine.create(function() return req:await() end)
+      local ok, yielded = coroutine.resume(co)
+      assert.is_true(ok)
+      assert.equals(req, yielded)
+      assert.equals("suspended", coroutine.status(co))
+      assert.is_true(req:wait(10))
+      local ok2, value, resp = coroutine.resume(co)
+      assert.is_true(ok2)
+      assert.same({ 1 }, value)
+      assert.equals(200, resp.status)
+    end)
+
+    it("status goes ready, running, done", function()
+      local req = longpoll.request{ url = srv:url("/hold?ms=30") }
+      assert.equals("ready", req:status())
+      req:start()
+      assert.equals("running", req:status())
+      req:run()
+      assert.equals("done", req:status())
+    end)
+
+    it("status is failed after an error, including a body that does not decode", function()
+      local req = longpoll.request{ url = srv:url("/status/500") }
+      req:run()
+      assert.equals("failed", req:status())
+      req = longpoll.request{ url = srv:url("/garbage") }
+      req:start()
+      assert.is_true(req:wait(10))
+      assert.equals("failed", req:status())
+      assert.equals("decode", select(2, req:run()).kind)
+    end)
+
+    it("wait_any returns the first request to finish, or nil after the time", function()
+      local slow = longpoll.request{ url = srv:url("/hold?ms=5000") }
+      local fast = longpoll.request{ url = srv:url("/hold?ms=50") }
+      assert.equals(fast, longpoll.wait_any({ slow, fast }, 10))
+      assert.is_nil(longpoll.wait_any({ slow }, 0.05))
+      assert.is_true(slow:cancel())
+      assert.equals(slow, longpoll.wait_any({ slow }, 0))
+      assert.is_nil(longpoll.wait_any({}, 0))
+      assert.has_error(function() longpoll.wait_any({ 1 }, 0) end,
+        "longpoll.wait_any: item 1 is not a request")
+    end)
+
+    it("wait_any over many requests finds each as it finishes", function()
+      local reqs, left = {}, {}
+      for i = 1, 50 do
+        reqs[i] = longpoll.request{ url = srv:url("/hold?ms=" .. (i * 5)) }
+        left[reqs[i]] = i
+      end
+      local order = {}
+      for _ = 1, 50 do
+        local list = {}
+        for r in pairs(left) do list[#list + 1] = r end
+        local r = longpoll.wait_any(list, 10)
+        assert.is_not_nil(r)
+        order[#order + 1] = left[r]
+        left[r] = nil
+      end
+      assert.equals(50, #order)
+      assert.is_nil(next(left))
+    end)
+  end)
+
+  describe("module", function()
+    it("has the rockspec's version", function()
+      local f = assert(io.popen("ls *.rockspec"))
+      local name = f:read("l")
+      f:close()
+      local v = name:match("^longpoll%-(.-)%-%d+%.rockspec$")
+      assert.equals(v, longpoll.version)
+    end)
+
+    it("has a null sentinel that is cjson's", function()
+      assert.equals(require("cjson").null, longpoll.null)
+    end)
+  end)
+end)
