@@ -24,6 +24,8 @@ CURSOR STRATEGIES (`cursor`, required)
   "etag"    Nchan and HTTP caching. Each 200 answer is one message (the decoded body); its
             Etag and Last-Modified are sent back as If-None-Match and If-Modified-Since.
             The cursor is { etag = "1", last_modified = "Wed, 25 Nov 2026 18:01:28 GMT" }.
+            A 410 is retried: Nchan answers it to the polls it holds when nginx stops or
+            restarts (and when the channel is deleted; it is created again by a publish).
   "offset"  Telegram getUpdates. Query field `cursor_field` (default "offset") is set to the
             last message's `id_field` (default "update_id") + 1. The cursor is that number.
             Messages whose id is below the offset sent are dropped (never delivered twice).
@@ -64,7 +66,7 @@ FAILURES AND BACKOFF
   5xx. The wait before retry n (n = 1, 2, ... consecutive failures) is drawn uniformly from
   [floor, min(ceiling, floor * 2^n)] (full jitter above the floor); a success or a hold
   timeout resets n. A 429 or 503 with Retry-After (seconds or an HTTP date) waits that long.
-  Not retried (the subscription stops): "http" 4xx other than 408/429 and other statuses,
+  Not retried (the subscription stops): "http" 4xx other than 408/429 (and 410 with "etag"),
   "decode" (including a body without the messages or a message without its id), "tls",
   "too_large", "canceled". Messages already buffered are still handed out; then poll()/next()
   return nil, err, messages() ends and sub:error() returns err (the request's error object:
@@ -234,6 +236,8 @@ end
 local strategies = {}
 
 strategies.etag = {
+  -- Nchan answers the polls it holds with 410 when it shuts down (or the channel is deleted)
+  retry_status = { [410] = true },
   check = function(_, opts)
     local r = opts.resume
     if r ~= nil and (type(r) ~= "table"
@@ -473,7 +477,8 @@ function Sub:_failure(err)
   local status = type(err) == "table" and err.status
   if RETRY_KINDS[err.kind] then
     retry = true
-  elseif err.kind == "http" and status and (status == 429 or (status >= 500 and status <= 599)) then
+  elseif err.kind == "http" and status and (status == 429 or (status >= 500 and status <= 599)
+      or (self._cfg.strategy.retry_status or {})[status]) then
     retry = true
   end
   self._failures = self._failures + 1

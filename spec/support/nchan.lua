@@ -5,6 +5,9 @@
 --   local srv = nchan.start{ subscriber_timeout = "2s" }
 --   srv:url("/sub/ch")               --> "http://127.0.0.1:<port>/sub/ch"
 --   srv:publish("ch", "hello")       --> true, "<message id>" (or nil, err)
+--   srv:info("ch")                   --> { messages = n, subscribers = n }
+--   srv:wait_subscribers("ch", 1)    --> true once a poll waits on the channel (bounded)
+--   srv:answered("ch", 408)          --> polls of /sub/ch answered 408 so far (access log)
 --   srv:restart()                    -- stop, then start again on the same port (memory store lost)
 --   srv:stop()                       -- stops the master and its workers by PID
 --
@@ -114,6 +117,35 @@ function Server:publish(ch, data, content_type)
     return nil, ("publish to %s: %s %s"):format(ch, tostring(code), body)
   end
   return true, body:match("last message id: (%S+)")
+end
+
+-- Channel info from the publisher location: { messages = n, subscribers = n } (zeros when
+-- the channel does not exist).
+function Server:info(ch)
+  local out = {}
+  local _, code = http.request{ url = self:url("/pub/" .. ch), sink = ltn12.sink.table(out) }
+  local body = table.concat(out)
+  if code ~= 200 then return { messages = 0, subscribers = 0, status = code } end
+  return {
+    messages = tonumber(body:match("queued messages: (%d+)")) or 0,
+    subscribers = tonumber(body:match("active subscribers: (%d+)")) or 0,
+    status = code,
+  }
+end
+
+-- Wait (bounded, `seconds`, default 5) until `n` subscribers wait on channel `ch`.
+function Server:wait_subscribers(ch, n, seconds)
+  return wait_until(seconds or 5, function() return self:info(ch).subscribers == n end) or false
+end
+
+-- How many polls of /sub/<ch> nginx answered with `status` (from the access log).
+function Server:answered(ch, status)
+  local n = 0
+  local pat = '"GET /sub/' .. ch .. ' HTTP/1.1" ' .. status .. ' '
+  for line in (slurp(self.prefix .. "/access.log") or ""):gmatch("[^\n]+") do
+    if line:find(pat, 1, true) then n = n + 1 end
+  end
+  return n
 end
 
 function Server:error_log()
