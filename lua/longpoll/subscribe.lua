@@ -682,7 +682,8 @@ function Sub:error() return self._err end
 function Sub:pending() return #self._queue - self._head + 1 end
 
 meta.__close = function(self) self:cancel() end
-meta.__gc = function(self) self:cancel() end
+-- the request may have been finalized first (same cycle, or lua_close): it cancels itself then
+meta.__gc = function(self) pcall(Sub.cancel, self) end
 meta.__tostring = function(self)
   return ("longpoll.subscription: %s (%s)"):format(tostring(self._base.url), self._state)
 end
