@@ -16,9 +16,12 @@
   local msg = sub:next()                     -- in a coroutine: yields like req:await()
   sub:cancel()                               -- or `local sub <close> = ...`, or drop it (GC)
 
-Nothing is sent until the first sub:start(), poll(), next(), messages() or run(). At most one
-poll is on the wire at a time; the next one starts as soon as the previous answer is read, so
-a poll is usually waiting at the server while you handle messages.
+Nothing is sent until sub:start(), poll(), next(), run() or the first step of a messages()
+loop. At most one poll is on the wire at a time; the next one starts as soon as the previous
+answer is read (while fewer than `buffer` messages wait), so a poll is usually waiting at the
+server while you handle messages. Bad options raise at once, naming the option; the request
+options are checked by building the first request. A subscription belongs to the Lua state
+(and OS thread) that made it, like a request.
 
 CURSOR STRATEGIES (`cursor`, required)
   "etag"    Nchan and HTTP caching. Each 200 answer is one message (the decoded body); its
@@ -94,6 +97,15 @@ CONSUMING (all cancelable at once by sub:cancel(), `<close>` or GC)
   any of these. If it raises, the error propagates and the message stays first in line (it
   is handed out again by the next call; the cursor did not move past it).
 
+WITH NCHAN (nginx + nchan_subscriber longpoll; spec/subscribe_nchan_spec.lua has the details)
+  cursor = "etag", and a `timeout` above nchan_subscriber_timeout. A poll held that long is
+  answered 408 (no news). Give the channel an nchan_message_buffer_length that covers the
+  messages a subscriber may fall behind by: the default keeps only the newest 10. Nchan's
+  memory store is lost when nginx restarts (even on reload): what was not yet received is
+  gone, and its message ids ("<time>:<tag>", tags counted per second from 0) start again, so
+  a message published after a restart within the same second as the last one received can
+  be taken as seen. Nchan's Redis storage keeps messages and ids across restarts.
+
 OTHER METHODS AND OPTIONS
   sub:start() -> sub        starts the first poll (no-op once started).
   sub:cancel() -> boolean   true when this call ended a running subscription; the poll on
@@ -132,7 +144,6 @@ local SUB_KEYS = {
 
 local RETRY_KINDS = { timeout = true, connect = true, resolve = true, network = true }
 
-local unpack = table.unpack
 
 local function lib()
   return package.loaded.longpoll or require "longpoll"
