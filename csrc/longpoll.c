@@ -72,7 +72,7 @@ static char *xstrdup(lua_State *L, const char *s, size_t len) {
 static const char *const opt_names[] = {
   "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
   "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
-  NULL
+  "http_version", NULL
 };
 
 static int opt_error(lua_State *L, const char *name, const char *what) {
@@ -241,6 +241,10 @@ static void check_keys(lua_State *L, int o) {
 /* longpoll.request(opts): validate opts into a new record; sends nothing */
 static int request_new(lua_State *L) {
   static const char *const decodes[] = {"auto", "json", "none", NULL};
+  static const char *const versions[] = {"auto", "1.1", "2", NULL};
+  static const long curl_versions[] = {
+    CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+  };
   lctx *c = get_ctx(L);
   lreq *q;
   lp_req *r;
@@ -282,6 +286,10 @@ static int request_new(lua_State *L) {
   s = opt_string(L, 1, "decode", "auto");
   for (q->decode = 0; decodes[q->decode] && strcmp(decodes[q->decode], s); q->decode++) {}
   if (!decodes[q->decode]) opt_error(L, "decode", "must be \"auto\", \"json\" or \"none\"");
+  s = opt_string(L, 1, "http_version", "auto");
+  for (i = 0; versions[i] && strcmp(versions[i], s); i++) {}
+  if (!versions[i]) opt_error(L, "http_version", "must be \"auto\", \"1.1\" or \"2\"");
+  r->opts.http_version = curl_versions[i];
   r->opts.follow_redirects = opt_bool(L, 1, "follow_redirects", 1);
   r->opts.verify = opt_bool(L, 1, "verify", 1);
   if ((s = opt_string(L, 1, "cainfo", NULL)))
@@ -335,7 +343,7 @@ static void push_headers(lua_State *L, const lp_buf *h) {
 }
 
 static void push_response(lua_State *L, lp_req *r) {
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, r->status);
   lua_setfield(L, -2, "status");
   push_headers(L, &r->head);
@@ -346,6 +354,9 @@ static void push_response(lua_State *L, lp_req *r) {
   lua_setfield(L, -2, "url");
   lua_pushnumber(L, r->elapsed);
   lua_setfield(L, -2, "elapsed");
+  lua_pushstring(L, r->http_version == CURL_HTTP_VERSION_2_0 ? "2"
+                  : r->http_version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
+  lua_setfield(L, -2, "http_version");
 }
 
 static int is_json_type(const char *ct) {
@@ -357,6 +368,27 @@ static int is_json_type(const char *ct) {
   while (n > 0 && ct[n - 1] == ' ') n--;
   return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
          (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+/* lua-cjson 2.1.0 gives every number as a float: make the integral ones
+   (within 2^53, where a double is exact) integers, so ids read as 1, not 1.0 */
+static void integerize(lua_State *L, int t, int depth) {
+  if (depth > 1000 || !lua_checkstack(L, 3)) return;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int vt = lua_type(L, -1);
+    if (vt == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (n == floor(n) && n >= -9007199254740992.0 && n <= 9007199254740992.0) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, (lua_Integer)n);
+        lua_rawset(L, t);       /* assigning an existing key keeps lua_next valid */
+      }
+    } else if (vt == LUA_TTABLE) {
+      integerize(L, lua_gettop(L), depth + 1);
+    }
+    lua_pop(L, 1);
+  }
 }
 
 /* decode the body of a finished, successful request per its decode mode;
@@ -387,7 +419,17 @@ static void push_value(lua_State *L, lreq *q, int resp) {
   }
   lp_getuv(L, ctx_index, UV_CODEC_DECODE);
   lua_getfield(L, resp, "body");
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) return;
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    if (lua_istable(L, -1)) integerize(L, lua_gettop(L), 0);
+    else if (lua_type(L, -1) == LUA_TNUMBER) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (n == floor(n) && fabs(n) <= 9007199254740992.0) {
+        lua_pop(L, 1);
+        lua_pushinteger(L, (lua_Integer)n);
+      }
+    }
+    return;
+  }
   lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
   push_error(L, r, "decode", lua_tostring(L, -1));
   lua_replace(L, -3);

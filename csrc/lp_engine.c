@@ -72,6 +72,7 @@ lp_req *lp_req_new(void) {
   pthread_mutex_init(&r->mu, NULL);
   r->efd = -1;
   r->opts.verify = 1;
+  r->opts.http_version = CURL_HTTP_VERSION_2TLS;
   return r;
 }
 
@@ -329,6 +330,13 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, o->max_body);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, o->http_version);
+  /* over TLS, wait for ALPN to multiplex on one connection rather than open
+     more; not in cleartext: for HTTP/1.1 a held poll would hold back the
+     rest, and libcurl 7.88 breaks streams that wait on an h2c connection
+     still starting ("Error in the HTTP2 framing layer") */
+  if (o->http_version != CURL_HTTP_VERSION_1_1 && strncasecmp(o->url, "https:", 6) == 0)
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
   if (o->body) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
@@ -406,6 +414,7 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &r->http_version);
   if (atomic_load(&r->state) == LP_RUNNING) {
     r->curl_code = c;
     r->status = status;

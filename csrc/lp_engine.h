@@ -47,6 +47,7 @@ typedef struct lp_opts {
   curl_off_t max_body;
   int follow_redirects;
   int verify;
+  long http_version;            /* CURL_HTTP_VERSION_* */
   char *cainfo;                 /* NULL: libcurl's default */
   char *user_agent;
 } lp_opts;
@@ -71,6 +72,7 @@ typedef struct lp_req {
   lp_kind kind;
   CURLcode curl_code;
   long status;                  /* 0: no response arrived */
+  long http_version;            /* CURL_HTTP_VERSION_* the response came with */
   lp_buf body;
   lp_buf head;                  /* raw header lines of the last response */
   char *effective_url;

@@ -86,6 +86,20 @@ describe("longpoll.request", function()
       assert.is_true(resp.elapsed >= 0 and resp.elapsed < 10)
     end)
 
+    it("gives integral JSON numbers as integers and keeps fractions", function()
+      local value = longpoll.request{
+        url = srv:url("/hold?ms=0&status=200&type=application/json&body="
+          .. "%7B%22id%22%3A42%2C%22f%22%3A1.5%2C%22big%22%3A1e300%2C%22n%22%3A%5B%7B%22x%22%3A-7%7D%5D%7D"),
+      }:run()
+      assert.equals("integer", math.type(value.id))
+      assert.equals(42, value.id)
+      assert.equals(1.5, value.f)
+      assert.equals("float", math.type(value.big))
+      assert.equals("integer", math.type(value.n[1].x))
+      assert.equals(-7, value.n[1].x)
+      assert.equals("integer", math.type(longpoll.request{ url = srv:url("/jsonish") }:run()[2]))
+    end)
+
     it("returns text as a string in auto mode", function()
       local value, resp = longpoll.request{ url = srv:url("/text") }:run()
       assert.equals("hello", value)

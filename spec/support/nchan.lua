@@ -8,6 +8,8 @@
 --   srv:info("ch")                   --> { messages = n, subscribers = n }
 --   srv:wait_subscribers("ch", 1)    --> true once a poll waits on the channel (bounded)
 --   srv:answered("ch", 408)          --> polls of /sub/ch answered 408 so far (access log)
+--   srv:h2url("/sub/ch")             --> the same over HTTP/2 cleartext (prior knowledge)
+--   srv:tlsurl("/sub/ch")            --> the same over HTTPS, HTTP/2 by ALPN; srv.cafile trusts it
 --   srv:restart()                    -- stop, then start again on the same port (memory store lost)
 --   srv:stop()                       -- stops the master and its workers by PID
 --
@@ -97,6 +99,16 @@ Server.__index = Server
 
 function Server:url(path)
   return ("http://127.0.0.1:%d%s"):format(self.port, path or "/")
+end
+
+-- The same locations over HTTPS (self-signed: pass cainfo = srv.cafile), HTTP/2 by ALPN.
+function Server:tlsurl(path)
+  return ("https://127.0.0.1:%d%s"):format(self.tlsport, path or "/")
+end
+
+-- The same locations over HTTP/2 cleartext (prior knowledge only, nginx 1.22).
+function Server:h2url(path)
+  return ("http://127.0.0.1:%d%s"):format(self.h2port, path or "/")
 end
 
 -- POST one message to channel `ch`; returns true, message id ("<time>:<tag>") or nil, err.
@@ -211,6 +223,8 @@ function M.start(opts)
   local fields = {
     prefix = prefix,
     port = tostring(opts.port or free_port()),
+    h2port = tostring(opts.h2port or free_port()),
+    tlsport = tostring(opts.tlsport or free_port()),
     subscriber_timeout = opts.subscriber_timeout or "2s",
     buffer_length = tostring(opts.buffer_length or 1000),
     -- as root, workers would run as nobody and could not use the temp prefix
@@ -219,10 +233,17 @@ function M.start(opts)
   local conf = template:gsub("%${([%w_]+)}", function(k)
     return assert(fields[k], "nchan.conf: unknown field " .. k)
   end)
+  -- a self-signed certificate for 127.0.0.1: the HTTPS listener (TLS, HTTP/2 by ALPN)
+  assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1"):format(
+      sh_quote(prefix .. "/key.pem"), sh_quote(prefix .. "/cert.pem"))), "openssl req failed")
   local f = assert(io.open(prefix .. "/nginx.conf", "wb"))
   f:write(conf)
   f:close()
-  local self = setmetatable({ prefix = prefix, port = tonumber(fields.port) }, Server)
+  local self = setmetatable({ prefix = prefix, port = tonumber(fields.port),
+                              h2port = tonumber(fields.h2port),
+                              tlsport = tonumber(fields.tlsport),
+                              cafile = prefix .. "/cert.pem" }, Server)
   self:_launch()
   return self
 end
