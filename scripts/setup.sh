@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   gcc make cmake pkg-config
   lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson luarocks
-  lua-busted lua-socket lua-luv valgrind nginx libnginx-mod-nchan
+  lua-busted lua-socket lua-luv valgrind nginx libnginx-mod-nchan openssl iproute2
 )
 [ "${LONGPOLL_BENCH:-}" = 1 ] && packages+=(golang-go gnuplot-nox)
 

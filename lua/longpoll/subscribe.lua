@@ -128,7 +128,7 @@ local M = {}
 local REQUEST_KEYS = {
   url = true, method = true, headers = true, query = true, body = true, timeout = true,
   connect_timeout = true, max_body = true, decode = true, follow_redirects = true,
-  verify = true, cainfo = true, user_agent = true,
+  verify = true, cainfo = true, user_agent = true, http_version = true,
 }
 
 -- subscribe-only options; the strategy options list which strategies accept them
