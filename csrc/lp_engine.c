@@ -15,6 +15,7 @@
 #include "lp_engine.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 
 #define LP_POOL_MAX 64          /* idle easy handles kept for reuse */
 #define LP_HEAD_MAX (256 * 1024) /* cap on response header bytes */
+#define LP_SPIN_SECONDS 100e-6   /* lp_req_wait spins this long before sleeping */
 
 struct lp_waiter {
   pthread_mutex_t mu;
@@ -232,7 +234,24 @@ lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds) {
   return found;
 }
 
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int lp_req_wait(lp_req *r, double seconds) {
+  /* spin (yielding) for a short while first: an answer that comes within
+     LP_SPIN_SECONDS then costs no sleep and wake-up of this thread, which is
+     most of the cost of a quick request; a held poll pays the spin once */
+  if (seconds != 0 && !lp_state_finished(atomic_load(&r->state))) {
+    double spin = seconds > 0 && seconds < LP_SPIN_SECONDS ? seconds : LP_SPIN_SECONDS;
+    double end = now_seconds() + spin;
+    do {
+      sched_yield();
+      if (lp_state_finished(atomic_load(&r->state))) return 1;
+    } while (now_seconds() < end);
+  }
   return lp_wait_any(&r, 1, seconds) != NULL;
 }
 
