@@ -27,6 +27,10 @@ fi
 
 echo "== building through the rockspec into ./lua_modules"
 luarocks --lua-version=5.4 --tree ./lua_modules make --deps-mode=none longpoll-*.rockspec >/dev/null
-echo "== building the C host test"
+echo "== building the C host test, and a ThreadSanitizer build of it and the module"
 cmake -S . -B build -DLONGPOLL_HOST_TEST=ON >/dev/null
 cmake --build build -j2 >/dev/null
+cmake -S . -B build-tsan -DLONGPOLL_HOST_TEST=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_C_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
+cmake --build build-tsan -j2 >/dev/null

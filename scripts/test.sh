@@ -11,6 +11,7 @@ counts=$(mktemp)
 export LONGPOLL_COUNTS=$counts
 export LONGPOLL_TREE=$PWD/lua_modules
 export LONGPOLL_HOST_TEST=$PWD/build/host_test
+export LONGPOLL_HOST_TEST_TSAN=$PWD/build-tsan/host_test
 
 echo "== specs (busted, lua5.4)"
 busted

@@ -22,4 +22,22 @@ describe("a C host with Lua states on 4 threads", function()
     assert.equals("host: 4 threads x 5 rounds ok, 1 thread left\n", out)
     assert.truthy(srv:wait_held(0, 5))
   end)
+
+  -- scripts/test.sh builds a ThreadSanitizer variant (build-tsan/host_test)
+  local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
+  local run_tsan = tsan and tsan ~= "" and it or pending
+  run_tsan("runs race-free under ThreadSanitizer", function()
+    local dir = tsan:match("^(.*)/[^/]*$")
+    local cpath = dir .. "/?.so;" .. package.cpath
+    local cmd = ("TSAN_OPTIONS='halt_on_error=1 exitcode=66' timeout 300 %s %d %q %q 4 3 2 2>&1"):format(
+      tsan, srv.port, package.path, cpath)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    assert.is_nil(out:find("ThreadSanitizer", 1, true), out)
+    assert.is_true(ok, out)
+    assert.equals("exit", how)
+    assert.equals(0, code)
+    assert.equals("host: 4 threads x 3 rounds ok, 2 threads left\n", out)
+  end)
 end)
