@@ -221,7 +221,8 @@ bench_nginx_wait_idle() {
 BENCH_CHANNEL_SEQ=0
 bench_channel() {
     BENCH_CHANNEL_SEQ=$((BENCH_CHANNEL_SEQ + 1))
-    printf '%s_%s_%s_%s\n' "${1:-c}" "$$" "$(date +%s)" "$BENCH_CHANNEL_SEQ"
+    # (nanoseconds: runners call this in subshells, where the counter does not advance)
+    printf '%s_%s_%s_%s\n' "${1:-c}" "$$" "$(date +%s%N)" "$BENCH_CHANNEL_SEQ"
 }
 
 # bench_fmt_int 12345.6 -> 12,346
@@ -236,4 +237,36 @@ bench_fmt_us() {
     awk -v u="$1" 'BEGIN { if (u >= 10000) printf "%.0f ms", u / 1000;
                            else if (u >= 1000) printf "%.1f ms", u / 1000;
                            else printf "%.0f us", u }'
+}
+
+# bench_median_alt KEY RUNS FN...: RUNS rounds; each round calls every FN once, in turn (so
+# the programs being compared alternate and share the machine's state, round by round);
+# each FN prints one RESULT line. Then, per RESULT name, the line of the run with the
+# median KEY, plus runs=, min_KEY=, max_KEY= (as bench_median), kept in $BENCH_RESULTS.
+bench_median_alt() {
+    local key=$1 runs=$2 i fn out line all=()
+    shift 2
+    for i in $(seq 1 "$runs"); do
+        for fn in "$@"; do
+            out=$("$fn") || { bench_log "FAILED: $fn"; printf '%s\n' "$out" >&2; return 1; }
+            line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
+            [ -n "$line" ] || { bench_log "no RESULT line from: $fn"; return 1; }
+            all+=("$line")
+            bench_log "  round $i/$runs: $line"
+        done
+    done
+    printf '%s\n' "${all[@]}" | awk -v key="$key" '
+        { name = $2; k = ++cnt[name]; l[name, k] = $0
+          for (f = 3; f <= NF; f++) { split($f, kv, "="); if (kv[1] == key) v[name, k] = kv[2] + 0 }
+          if (!(name in seen)) { seen[name] = 1; order[++nn] = name } }
+        END {
+          for (q = 1; q <= nn; q++) {
+            name = order[q]; n = cnt[name]
+            for (i = 1; i <= n; i++) idx[i] = i
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+              if (v[name, idx[j]] < v[name, idx[i]]) { t = idx[i]; idx[i] = idx[j]; idx[j] = t }
+            m = idx[int((n + 1) / 2)]
+            printf "%s runs=%d min_%s=%s max_%s=%s\n", l[name, m], n, key, v[name, idx[1]], key, v[name, idx[n]]
+          }
+        }' | tee -a "$BENCH_RESULTS"
 }
