@@ -25,7 +25,7 @@ for frame = 1, frames do
     end
     poll = nil
   end
-  if frame % 30 == 0 then -- somebody else publishes now and then
+  if frame % 30 == 20 then -- somebody else publishes now and then
     longpoll.request{ url = base .. "/publish/game", body = "tick " .. frame }:run()
   end
   -- ... update and draw the scene here ...
