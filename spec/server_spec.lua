@@ -349,7 +349,8 @@ describe("test server", function()
 
     it("rejects a malformed request with 400", function()
       local data, ending = raw_until_close(srv.port, "NOT HTTP\r\n\r\n")
-      assert.matches("^HTTP/1.1 400", data)
+      assert.matches("^HTTP/1.1 400", data, nil, nil,
+        ("ending %s, server log: %s"):format(tostring(ending), srv:log()))
       assert.equal("EOF", ending)
     end)
   end)
