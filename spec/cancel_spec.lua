@@ -168,6 +168,7 @@ describe("fd", function()
       poll:stop()
       timer:stop()
     end)
+    uv.update_time()                                 -- the loop may have sat idle
     timer:start(10000, 0, function() poll:stop() end) -- a bound, never reached
     uv.run("default")                                -- returns when both stopped
     poll:close()

@@ -87,6 +87,7 @@ local function raw_until_close(port, req, seconds)
   local tcp = uv.new_tcp()
   local parts, ending = {}, nil
   local timer = uv.new_timer()
+  uv.update_time() -- the loop's clock is stale if the loop sat idle (other spec files)
   timer:start(math.floor((seconds or 5) * 1000), 0, function() ending = "TIMEOUT" end)
   tcp:connect("127.0.0.1", port, function(err)
     if err then ending = err; return end
