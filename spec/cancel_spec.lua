@@ -3,27 +3,12 @@ local longpoll = require "longpoll"
 local testserver = require "support.testserver"
 local socket = require "socket"
 
--- counts of this process's open descriptors and threads
-local function count_dir(path)
-  local f = assert(io.popen("ls " .. path .. " | wc -l"))
-  local n = tonumber(f:read("l"))
-  f:close()
-  return n
-end
+local proc = require "support.proc"
 
-local function count_eventfds(pid)
-  local f = assert(io.popen("ls -l /proc/" .. pid .. "/fd | grep -c eventfd"))
-  local n = tonumber(f:read("l"))
-  f:close()
-  return n
-end
-
-local function self_pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return pid
-end
+-- counts of this process's open descriptors, eventfds and threads
+local function count_dir(path) return proc.count("ls " .. path) end
+local function count_eventfds(pid) return proc.count("ls -l /proc/" .. pid .. "/fd | grep eventfd") end
+local self_pid = proc.self_pid
 
 describe("cancel", function()
   local srv
@@ -281,9 +266,7 @@ describe("lifetime", function()
     f:write(script)
     f:close()
     local env = ("LUA_PATH=%q LUA_CPATH=%q"):format(package.path, package.cpath)
-    local p = assert(io.popen(("%s timeout 20 lua5.4 %s %s 2>&1"):format(env, path, srv.port)))
-    local out = p:read("a")
-    local ok, how, code = p:close()
+    local out, ok, how, code = proc.run(("%s timeout 20 lua5.4 %s %s"):format(env, path, srv.port))
     os.remove(path)
     return ok, how, code, out
   end

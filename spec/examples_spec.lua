@@ -1,5 +1,6 @@
 -- The examples run as users run them, against the spec server
 local testserver = require "support.testserver"
+local proc = require "support.proc"
 
 describe("examples", function()
   local srv
@@ -7,11 +8,8 @@ describe("examples", function()
   teardown(function() srv:stop() end)
 
   local function run(script)
-    local cmd = ("LUA_PATH=%q LUA_CPATH=%q timeout 60 lua5.4 %s %s 2>&1"):format(
-      package.path, package.cpath, script, srv:url(""))
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    local ok, how, code = p:close()
+    local out, ok, how, code = proc.run(("LUA_PATH=%q LUA_CPATH=%q timeout 60 lua5.4 %s %s"):format(
+      package.path, package.cpath, script, srv:url("")))
     assert.is_true(ok, out)
     assert.equals("exit", how)
     assert.equals(0, code)

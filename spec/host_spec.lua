@@ -1,6 +1,7 @@
 -- The C host (spec/host/host_test.c): several Lua states on several OS threads
 -- use longpoll at once, each closing with requests in flight
 local testserver = require "support.testserver"
+local proc = require "support.proc"
 
 describe("a C host with Lua states on 4 threads", function()
   local srv
@@ -12,10 +13,8 @@ describe("a C host with Lua states on 4 threads", function()
     local f = io.open(bin)
     assert.is_not_nil(f, bin .. " is not built (cmake -DLONGPOLL_HOST_TEST=ON)")
     f:close()
-    local cmd = ("timeout 60 %s %d %q %q 4 5 2>&1"):format(bin, srv.port, package.path, package.cpath)
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    local ok, how, code = p:close()
+    local out, ok, how, code = proc.run(("timeout 60 %s %d %q %q 4 5"):format(
+      bin, srv.port, package.path, package.cpath))
     assert.is_true(ok, out)
     assert.equals("exit", how)
     assert.equals(0, code)
@@ -29,11 +28,8 @@ describe("a C host with Lua states on 4 threads", function()
   run_tsan("runs race-free under ThreadSanitizer", function()
     local dir = tsan:match("^(.*)/[^/]*$")
     local cpath = dir .. "/?.so;" .. package.cpath
-    local cmd = ("TSAN_OPTIONS='halt_on_error=1 exitcode=66' timeout 300 %s %d %q %q 4 3 2 2>&1"):format(
-      tsan, srv.port, package.path, cpath)
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    local ok, how, code = p:close()
+    local out, ok, how, code = proc.run(("TSAN_OPTIONS='halt_on_error=1 exitcode=66' timeout 300 %s %d %q %q 4 3 2"):format(
+      tsan, srv.port, package.path, cpath))
     assert.is_nil(out:find("ThreadSanitizer", 1, true), out)
     assert.is_true(ok, out)
     assert.equals("exit", how)

@@ -31,25 +31,8 @@ local function exists(path)
   return false
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- True when a process with this PID exists and is not a zombie.
-local function alive(pid)
-  local stat = slurp("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local state = stat:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z"
-end
+local proc = require "support.proc"
+local slurp, sh_quote, alive = proc.read_file, proc.shell_quote, proc.alive
 
 -- Direct children of a process, from /proc (nginx workers of a master).
 local function children(pid)

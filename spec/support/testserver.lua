@@ -32,30 +32,8 @@ end
 
 M.server_path = script_dir() .. "/server.lua"
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function self_pid()
-  local s = read_file("/proc/self/stat")
-  return s and tonumber(s:match("^(%d+)"))
-end
-
--- true while the process exists and is not a zombie
-local function alive(pid)
-  local s = read_file("/proc/" .. pid .. "/stat")
-  if not s then return false end
-  local state = s:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
+local proc = require "support.proc"
+local shell_quote, read_file, self_pid, alive = proc.shell_quote, proc.read_file, proc.self_pid, proc.alive
 M.alive = alive
 
 --- A loopback port with nothing listening on it (bound to port 0, then closed).
