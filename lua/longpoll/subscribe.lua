@@ -627,11 +627,9 @@ function Sub:poll()
   return out
 end
 
-function Sub:next()
-  if not coroutine.isyieldable() then
-    error("longpoll.subscribe: next() is not inside a coroutine (use messages() or poll())", 2)
-  end
-  self:start()
+-- the next message, or nil, err once the subscription stopped; a poll on the
+-- wire is waited for with wait_req(req), a backoff with wait_delay(seconds)
+function Sub:_next(wait_req, wait_delay)
   for _ = 1, math.huge do
     if self._head <= #self._queue then
       local msg = self:_deliver()
@@ -642,35 +640,30 @@ function Sub:next()
     self:_step()
     if self._head > #self._queue and not failed(self) then
       if self._req then
-        self._req:await()
+        wait_req(self._req)
       else
         local left = self:_delay_left()
-        if left > 0 then coroutine.yield(left) end
+        if left > 0 then wait_delay(left) end
       end
     end
   end
 end
 
+local function await_req(req) req:await() end
+local function run_req(req) req:run() end
+
+function Sub:next()
+  if not coroutine.isyieldable() then
+    error("longpoll.subscribe: next() is not inside a coroutine (use messages() or poll())", 2)
+  end
+  self:start()
+  return self:_next(await_req, coroutine.yield)
+end
+
 function Sub:messages()
   return function()
     self:start()
-    for _ = 1, math.huge do
-      if self._head <= #self._queue then
-        local msg = self:_deliver()
-        if not failed(self) then self:_step() end
-        return msg
-      end
-      if failed(self) then return nil end
-      self:_step()
-      if self._head > #self._queue and not failed(self) then
-        if self._req then
-          self._req:run()
-        else
-          local left = self:_delay_left()
-          if left > 0 then self._sleep(left) end
-        end
-      end
-    end
+    return (self:_next(run_req, self._sleep)) -- one value: the for loop ends at nil
   end
 end
 
