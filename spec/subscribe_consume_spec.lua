@@ -4,11 +4,8 @@ local longpoll = require "longpoll"
 local testserver = require "support.testserver"
 local socket = require "socket"
 
-local function texts(prefix, from, to)
-  local t = {}
-  for i = from, to do t[#t + 1] = prefix .. i end
-  return t
-end
+local subs = require "support.subs"
+local texts = subs.texts
 
 -- Bounded wait (10 s, 5 ms steps) for pred(); returns its last value.
 local function eventually(pred)

@@ -5,24 +5,10 @@ local testserver = require "support.testserver"
 local socket = require "socket"
 
 -- the texts "<prefix>1" .. "<prefix>n"
-local function texts(prefix, from, to)
-  local t = {}
-  for i = from, to do t[#t + 1] = prefix .. i end
-  return t
-end
+local subs = require "support.subs"
+local texts = subs.texts
 
--- Drive sub:poll() until `n` messages arrived in total (bounded: 10 s, 5 ms steps).
-local function poll_until(sub, got, n, text_of)
-  local deadline = socket.gettime() + 10
-  for _ = 1, 100000 do
-    local msgs, err = sub:poll()
-    assert(msgs, err and tostring(err))
-    for _, m in ipairs(msgs) do got[#got + 1] = text_of(m) end
-    if #got >= n or socket.gettime() > deadline then break end
-    socket.sleep(0.005)
-  end
-  return got
-end
+local poll_until = subs.poll_until
 
 describe("longpoll.subscribe cursor", function()
   local srv

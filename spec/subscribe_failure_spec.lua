@@ -4,11 +4,8 @@ local longpoll = require "longpoll"
 local testserver = require "support.testserver"
 local socket = require "socket"
 
-local function texts(prefix, from, to)
-  local t = {}
-  for i = from, to do t[#t + 1] = prefix .. i end
-  return t
-end
+local subs = require "support.subs"
+local texts = subs.texts
 
 -- A fake clock that moves only when sleep() is called; `slept` lists the waits asked for.
 local function fake_time()

@@ -27,24 +27,10 @@ local longpoll = require "longpoll"
 local nchan = require "support.nchan"
 local socket = require "socket"
 
-local function texts(prefix, from, to)
-  local t = {}
-  for i = from, to do t[#t + 1] = prefix .. i end
-  return t
-end
+local subs = require "support.subs"
+local texts = subs.texts
 
--- Drive sub:poll() until `n` texts were received in total (bounded: 15 s, 5 ms steps).
-local function poll_until(sub, got, n)
-  local deadline = socket.gettime() + 15
-  for _ = 1, 100000 do
-    local msgs, err = sub:poll()
-    assert(msgs, err and tostring(err))
-    for _, m in ipairs(msgs) do got[#got + 1] = m end
-    if #got >= n or socket.gettime() > deadline then break end
-    socket.sleep(0.005)
-  end
-  return got
-end
+local poll_until = subs.poll_until
 
 -- the message time (seconds) of an Nchan message id "<time>:<tag>"
 local function id_time(id) return tonumber(id:match("^(%d+)")) end
