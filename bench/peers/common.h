@@ -2,6 +2,7 @@
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,34 @@ static inline long parse_count(const char *s, const char *what)
         exit(2);
     }
     return v;
+}
+
+/* "subscribers: N" from nchan_stub_status; -1 on failure */
+static inline long nchan_subscribers(const char *status_url)
+{
+    char buf[4096] = "";
+    long n = -1;
+    FILE *mem = fmemopen(buf, sizeof buf - 1, "w"); /* libcurl's default writer: fwrite */
+    CURL *h = curl_easy_init();
+    if (!h || !mem) {
+        if (mem)
+            fclose(mem);
+        curl_easy_cleanup(h);
+        return -1;
+    }
+    curl_easy_setopt(h, CURLOPT_URL, status_url);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, mem);
+    CURLcode rc = curl_easy_perform(h);
+    fclose(mem);
+    curl_easy_cleanup(h);
+    buf[sizeof buf - 1] = '\0';
+    if (rc == CURLE_OK) {
+        char *s = strstr(buf, "\nsubscribers:");
+        if (s)
+            n = strtol(s + 13, NULL, 10);
+    }
+    return n;
 }
 
 #endif

@@ -69,34 +69,6 @@ static int run_seq(long n, const char *url)
     return 0;
 }
 
-/* "subscribers: N" from nchan_stub_status; -1 on failure */
-static long nchan_subscribers(const char *status_url)
-{
-    char buf[4096] = "";
-    long n = -1;
-    FILE *mem = fmemopen(buf, sizeof buf - 1, "w"); /* libcurl's default writer: fwrite */
-    CURL *h = curl_easy_init();
-    if (!h || !mem) {
-        if (mem)
-            fclose(mem);
-        curl_easy_cleanup(h);
-        return -1;
-    }
-    curl_easy_setopt(h, CURLOPT_URL, status_url);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, mem);
-    CURLcode rc = curl_easy_perform(h);
-    fclose(mem);
-    curl_easy_cleanup(h);
-    buf[sizeof buf - 1] = '\0';
-    if (rc == CURLE_OK) {
-        char *s = strstr(buf, "\nsubscribers:");
-        if (s)
-            n = strtol(s + 13, NULL, 10);
-    }
-    return n;
-}
-
 static int run_pending(long n, const char *url, const char *status_url)
 {
     long base_subs = status_url ? nchan_subscribers(status_url) : -1;
