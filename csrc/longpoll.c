@@ -79,9 +79,16 @@ static int opt_error(lua_State *L, const char *name, const char *what) {
   return luaL_error(L, "longpoll.request: option '%s' %s", name, what);
 }
 
+/* push opts[name], raw: no __index may run (and free a string we hold)
+   while options are read; returns its type */
+static int opt_get(lua_State *L, int o, const char *name) {
+  lua_pushstring(L, name);
+  return lua_rawget(L, o);
+}
+
 /* push opts[name]; error unless its type is `t` or nil; returns the type */
 static int opt_field(lua_State *L, int o, const char *name, int t) {
-  int got = lua_getfield(L, o, name);
+  int got = opt_get(L, o, name);
   if (got != LUA_TNIL && got != t) {
     lua_pushfstring(L, "must be a %s (got %s)", lua_typename(L, t),
                     luaL_typename(L, -1));
@@ -163,6 +170,14 @@ static void opt_headers(lua_State *L, int o, lp_req *r, int *has_ctype) {
   lua_pop(L, 1);
 }
 
+/* push `s` percent-encoded by libcurl */
+static void push_escaped(lua_State *L, const char *s) {
+  char *e = curl_easy_escape(NULL, s, 0);
+  if (!e) luaL_error(L, "longpoll: out of memory");
+  lua_pushstring(L, e);
+  curl_free(e);
+}
+
 /* url plus the query table, URL-encoded by libcurl, into r->opts.url */
 static void opt_url(lua_State *L, int o, lreq *q) {
   const char *url = opt_string(L, o, "url", NULL);
@@ -193,13 +208,18 @@ static void opt_url(lua_State *L, int o, lreq *q) {
       if ((kt != LUA_TSTRING && kt != LUA_TNUMBER) ||
           (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN))
         opt_error(L, "query", "must map names to strings or numbers");
+      /* name and value escaped apart: an '=' in the name stays in the name */
       lua_pushvalue(L, -2);
-      lua_pushstring(L, "=");
+      push_escaped(L, lua_tostring(L, -1));
+      lua_replace(L, -2);
+      lua_pushliteral(L, "=");
       if (vt == LUA_TBOOLEAN) lua_pushstring(L, lua_toboolean(L, -3) ? "true" : "false");
       else lua_pushvalue(L, -3);
+      push_escaped(L, lua_tostring(L, -1));
+      lua_replace(L, -2);
       lua_concat(L, 3);
-      if (curl_url_set(q->u, CURLUPART_QUERY, lua_tostring(L, -1),
-                       CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK)
+      if (curl_url_set(q->u, CURLUPART_QUERY, lua_tostring(L, -1), CURLU_APPENDQUERY)
+          != CURLUE_OK)
         opt_error(L, "query", "could not be added to the URL");
       lua_pop(L, 2);
     }
@@ -216,14 +236,17 @@ static void opt_url(lua_State *L, int o, lreq *q) {
 
 /* body string (or table encoded with the codec) into r; 1 when it was a table */
 static int opt_body(lua_State *L, int o, lp_req *r) {
-  int t = lua_getfield(L, o, "body"), encoded = 0;
+  int t = opt_get(L, o, "body"), encoded = 0;
   const char *s;
   size_t len;
   if (t == LUA_TNIL) { lua_pop(L, 1); return 0; }
   if (t == LUA_TTABLE) {
     lp_getuv(L, ctx_index, UV_CODEC_ENCODE);
     lua_insert(L, -2);
-    lua_call(L, 1, 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_pushfstring(L, "could not be encoded as JSON: %s", lua_tostring(L, -1));
+      opt_error(L, "body", lua_tostring(L, -1));
+    }
     encoded = 1;
   } else if (t != LUA_TSTRING) {
     opt_error(L, "body", "must be a string or a table");
@@ -595,7 +618,12 @@ static int request_tostring(lua_State *L) {
   if (!q->r || !q->r->opts.url) {
     lua_pushliteral(L, "longpoll.request: (closed)");
   } else {
-    lp_state s = q->settled ? q->settled : lp_req_state(q->r);
+    lp_state s = lp_req_state(q->r);
+    if (s == LP_DONE && !q->settled) {   /* as status(): decoding may fail it */
+      push_results(L, 1, q);
+      lua_pop(L, 2);
+    }
+    if (q->settled) s = q->settled;
     lua_pushfstring(L, "longpoll.request: %s %s (%s)", q->r->opts.method,
                     q->r->opts.url, state_names[s]);
   }
@@ -612,6 +640,7 @@ static int lp_wait_any_l(lua_State *L) {
   lp_req *got;
   luaL_checktype(L, 1, LUA_TTABLE);
   s = luaL_optnumber(L, 2, -1);
+  luaL_argcheck(L, s == s, 2, "must be a number of seconds");
   n = luaL_len(L, 1);
   if (n == 0) { lua_pushnil(L); return 1; }
   v = (lp_req **)lp_newuserdata(L, (size_t)n * sizeof *v, 0); /* GC owns it */
@@ -649,6 +678,7 @@ static int lp_configure(lua_State *L) {
     v[k] = (long)lua_tointeger(L, -1);
     lua_pop(L, 1);
   }
+  if (!get_ctx(L)->engine) luaL_error(L, "longpoll: the engine could not be started");
   lp_engine_configure(get_ctx(L)->engine, v[0], v[1]);
   return 0;
 }

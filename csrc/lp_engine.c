@@ -41,6 +41,11 @@ struct lp_waiter {
   lp_req *fired;
 };
 
+struct lp_wnode {
+  lp_waiter *w;
+  lp_wnode *next;
+};
+
 struct lp_engine {
   CURLM *multi;
   pthread_t thread;
@@ -121,8 +126,9 @@ void lp_req_release(lp_req *r) {
 
 /* wake whoever waits on r; called with r->mu held, after the state changed */
 static void notify_locked(lp_req *r) {
-  lp_waiter *w = r->waiter;
-  if (w) {
+  lp_wnode *node;
+  for (node = r->waiters; node; node = node->next) {
+    lp_waiter *w = node->w;
     pthread_mutex_lock(&w->mu);
     if (!w->fired) w->fired = r;
     pthread_cond_signal(&w->cv);
@@ -214,47 +220,69 @@ static void waiter_destroy(lp_waiter *w) {
 }
 
 static void deadline_in(struct timespec *ts, double seconds) {
+  time_t whole = (time_t)seconds;             /* seconds < 1e9: no overflow */
+  long nsec;
   clock_gettime(CLOCK_MONOTONIC, ts);
-  time_t whole = (time_t)seconds;
-  long nsec = ts->tv_nsec + (long)((seconds - (double)whole) * 1e9);
+  nsec = ts->tv_nsec + (long)((seconds - (double)whole) * 1e9);
   ts->tv_sec += whole + nsec / 1000000000L;
   ts->tv_nsec = nsec % 1000000000L;
 }
 
+#define LP_FOREVER(s) (!((s) < 1e9))          /* >= 1e9 s, infinite or NaN */
+
+/* unlink `node` from r's waiters; with r->mu held */
+static void unlink_waiter(lp_req *r, lp_wnode *node) {
+  lp_wnode **p;
+  for (p = &r->waiters; *p; p = &(*p)->next)
+    if (*p == node) { *p = node->next; return; }
+}
+
 lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds) {
   lp_waiter w;
+  lp_wnode local[8], *nodes = local;
   lp_req *found = NULL;
   size_t i, registered = 0;
+  int forever = seconds < 0 || LP_FOREVER(seconds);
   for (i = 0; i < n; i++)      /* fast path: one already finished */
     if (lp_state_finished(atomic_load(&reqs[i]->state))) return reqs[i];
-  if (seconds == 0) return NULL;
+  if (seconds == 0 || n == 0) return NULL;
+  if (n > 8 && !(nodes = malloc(n * sizeof *nodes))) {
+    errno = ENOMEM;
+    return NULL;
+  }
   waiter_init(&w);
   for (i = 0; i < n && !found; i++) {
     lp_req *r = reqs[i];
     pthread_mutex_lock(&r->mu);
-    if (lp_state_finished(atomic_load(&r->state))) found = r;
-    else if (!r->waiter) { r->waiter = &w; registered = i + 1; }
+    if (lp_state_finished(atomic_load(&r->state))) {
+      found = r;
+    } else {
+      nodes[i].w = &w;
+      nodes[i].next = r->waiters;
+      r->waiters = &nodes[i];
+      registered = i + 1;
+    }
     pthread_mutex_unlock(&r->mu);
   }
   if (!found) {
     struct timespec ts;
-    if (seconds > 0) deadline_in(&ts, seconds);
+    if (!forever) deadline_in(&ts, seconds);
     pthread_mutex_lock(&w.mu);
     while (!w.fired) {
-      int rc = seconds > 0 ? pthread_cond_timedwait(&w.cv, &w.mu, &ts)
-                           : pthread_cond_wait(&w.cv, &w.mu);
-      if (rc == ETIMEDOUT) break;
+      int rc = forever ? pthread_cond_wait(&w.cv, &w.mu)
+                       : pthread_cond_timedwait(&w.cv, &w.mu, &ts);
+      if (rc != 0) break;     /* ETIMEDOUT (or an error: never spin on it) */
     }
     found = w.fired;
     pthread_mutex_unlock(&w.mu);
   }
   for (i = 0; i < registered; i++) {
-    lp_req *r = reqs[i];
-    pthread_mutex_lock(&r->mu);
-    if (r->waiter == &w) r->waiter = NULL;
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&reqs[i]->mu);
+    unlink_waiter(reqs[i], &nodes[i]);
+    pthread_mutex_unlock(&reqs[i]->mu);
   }
   waiter_destroy(&w);
+  if (nodes != local) free(nodes);
   return found;
 }
 
@@ -367,6 +395,9 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, o->max_body);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* a cancel during name resolution must not make the worker join the
+     resolver thread (it finishes and frees itself) */
+  curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
   curl_easy_setopt(h, CURLOPT_HTTP_VERSION, o->http_version);
   /* over TLS, wait for ALPN to multiplex on one connection rather than open
      more; not in cleartext: for HTTP/1.1 a held poll would hold back the
@@ -559,7 +590,7 @@ static void *worker_main(void *arg) {
     int timeout = -1, n, i;
     if (e->timer_at >= 0) {
       double left = e->timer_at - now_seconds();
-      timeout = left <= 0 ? 0 : (int)(left * 1000.0) + 1;
+      timeout = left <= 0 ? 0 : left > 86400.0 ? 86400000 : (int)(left * 1000.0) + 1;
     }
     n = epoll_wait(e->ep, evs, 64, timeout);
     for (i = 0; i < n; i++) {

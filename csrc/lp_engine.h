@@ -54,13 +54,14 @@ typedef struct lp_opts {
 
 typedef struct lp_engine lp_engine;
 typedef struct lp_waiter lp_waiter;
+typedef struct lp_wnode lp_wnode;    /* a waiter's entry in a request's list */
 
 typedef struct lp_req {
   lp_opts opts;
   atomic_int refs;
   _Atomic lp_state state;
-  pthread_mutex_t mu;           /* guards state changes, waiter, efd */
-  lp_waiter *waiter;            /* the thread blocked on this request, if any */
+  pthread_mutex_t mu;           /* guards state changes, waiters, efd */
+  lp_wnode *waiters;            /* the threads blocked on this request */
   int efd;                      /* eventfd made by lp_req_fd, or -1 */
   lp_engine *engine;            /* set by lp_req_start */
   /* engine-private links (worker thread and queue lock) */
@@ -98,10 +99,12 @@ int lp_req_start(lp_engine *e, lp_req *r);
 /* end an unfinished request; 1 when this call ended it. Never blocks. */
 int lp_req_cancel(lp_req *r);
 lp_state lp_req_state(const lp_req *r);
-/* block until finished or `seconds` passed (< 0: forever); 1 when finished */
+/* block until finished or `seconds` passed (< 0, NaN or >= 1e9: forever);
+   1 when finished. Any number of threads may wait on one request. */
 int lp_req_wait(lp_req *r, double seconds);
-/* the first finished request of `reqs`, waiting up to `seconds` (< 0:
-   forever); NULL on timeout */
+/* the first finished request of `reqs`, waiting up to `seconds` (as for
+   lp_req_wait); NULL on timeout, or with errno ENOMEM when n > 8 and the
+   waiter entries could not be allocated */
 lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds);
 /* an eventfd that becomes readable when the request finishes; -1 on error */
 int lp_req_fd(lp_req *r);

@@ -63,6 +63,18 @@ describe("longpoll.request", function()
       raises({ url = u, headers = { ["X-A"] = {} } }, "option 'headers'")
     end)
 
+    it("reads options from the table itself, never through __index", function()
+      local defaults = { url = srv:url("/json"), timeout = 5 }
+      raises(setmetatable({}, { __index = defaults }), "option 'url' is required")
+      raises(setmetatable({}, { __index = function() collectgarbage() return "x" end }),
+        "option 'url' is required")
+    end)
+
+    it("names the body when JSON cannot encode it", function()
+      raises({ url = srv:url("/echo"), body = { f = print } },
+        "option 'body' could not be encoded as JSON")
+    end)
+
     it("describes itself", function()
       local req = longpoll.request{ url = srv:url("/poll/x"), body = "hi" }
       assert.equals("longpoll.request: POST " .. srv:url("/poll/x") .. " (ready)", tostring(req))
@@ -172,6 +184,15 @@ describe("longpoll.request", function()
       assert.equals("lua-longpoll/" .. longpoll.version, value.headers["user-agent"])
     end)
 
+    it("escapes query names and values apart", function()
+      local value = longpoll.request{
+        url = srv:url("/echo"), query = { ["a=b"] = "c", k = "v=w&z", ["x y"] = "1 2" },
+      }:run()
+      assert.equals("c", value.args["a=b"])
+      assert.equals("v=w&z", value.args.k)
+      assert.equals("1 2", value.args["x y"])
+    end)
+
     it("sends a table body as JSON with POST by default", function()
       local value = longpoll.request{ url = srv:url("/echo"), body = { action = "poll", n = 3 } }:run()
       assert.equals("POST", value.method)
@@ -224,6 +245,22 @@ describe("longpoll.request", function()
       assert.is_true(req:wait(10))
       assert.is_true(req:done())
       assert.equals("done", req:status())
+    end)
+
+    it("wait and wait_any take math.huge as no limit, and reject NaN", function()
+      local req = longpoll.request{ url = srv:url("/hold?ms=50") }
+      assert.is_true(req:wait(math.huge))
+      local other = longpoll.request{ url = srv:url("/hold?ms=50") }
+      assert.equals(other, longpoll.wait_any({ other }, math.huge))
+      assert.has_error(function() longpoll.wait_any({ other }, 0 / 0) end)
+      assert.has_error(function() other:wait(0 / 0) end)
+    end)
+
+    it("describes a request whose body failed to decode as failed", function()
+      local req = longpoll.request{ url = srv:url("/garbage") }
+      assert.is_true(req:wait(10))
+      assert.matches("%(failed%)$", tostring(req))
+      assert.equals("failed", req:status())
     end)
 
     it("await raises outside a coroutine", function()
