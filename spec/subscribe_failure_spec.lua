@@ -148,9 +148,12 @@ describe("longpoll.subscribe failures", function()
       socket.sleep(0.005)
     end
     assert.same(texts("m", 1, 10), got)
-    local refused = false
-    for _, k in ipairs(kinds) do refused = refused or k == "connect" end
-    assert.is_true(refused, table.concat(kinds, ","))
+    -- a poll meets the closed port as "connect" (refused), or as "network" when
+    -- it sat in the accept backlog as the listener closed (reset); nothing else
+    assert.is_true(#kinds > 0)
+    for _, k in ipairs(kinds) do
+      assert.is_true(k == "connect" or k == "network", table.concat(kinds, ","))
+    end
   end)
 
   describe("hold timeouts are not failures", function()
