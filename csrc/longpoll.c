@@ -515,12 +515,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
     }
     lua_remove(L, resp);
   }
-  /* the body now lives in Lua: release the C copies. After a cancel they are
-     the worker's, which frees them when it detaches the transfer */
-  if (lp_req_state(r) != LP_CANCELED) {
-    free(r->body.data); r->body.data = NULL; r->body.len = r->body.cap = 0;
-    free(r->head.data); r->head.data = NULL; r->head.len = r->head.cap = 0;
-  }
+  lp_req_drop_response(r);     /* the body now lives in Lua */
   lua_pushvalue(L, -2);
   lp_setuv(L, i, UV_VALUE);
   lua_pushvalue(L, -1);

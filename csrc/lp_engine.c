@@ -85,7 +85,6 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-
 /* ---- request record ---- */
 
 lp_req *lp_req_new(void) {
@@ -106,6 +105,13 @@ static void buf_free(lp_buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+void lp_req_drop_response(lp_req *r) {
+  lp_state s = atomic_load(&r->state);
+  if (s != LP_DONE && s != LP_FAILED) return; /* not ours to free yet */
+  buf_free(&r->body);
+  buf_free(&r->head);
 }
 
 void lp_req_release(lp_req *r) {

@@ -99,6 +99,10 @@ int lp_req_start(lp_engine *e, lp_req *r);
 /* end an unfinished request; 1 when this call ended it. Never blocks. */
 int lp_req_cancel(lp_req *r);
 lp_state lp_req_state(const lp_req *r);
+/* free the body and header buffers of a DONE or FAILED request once the
+   caller has copied them; a no-op in any other state (after a cancel they
+   are the worker's, which frees them when it lets the transfer go) */
+void lp_req_drop_response(lp_req *r);
 /* block until finished or `seconds` passed (< 0, NaN or >= 1e9: forever);
    1 when finished. Any number of threads may wait on one request. */
 int lp_req_wait(lp_req *r, double seconds);
