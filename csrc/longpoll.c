@@ -430,14 +430,14 @@ static void integerize(lua_State *L, int t, int depth) {
    pushes the value, or nil and an error object */
 static void push_value(lua_State *L, lreq *q, int resp) {
   lp_req *r = q->r;
-  const char *b = r->body.data, *e = b + r->body.len, *p = b;
+  const char *b = r->body.data ? r->body.data : "", *e = b + r->body.len, *p = b;
   int json;
-  for (; p && p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++) {}
+  for (; p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++) {}
   if (q->decode == DECODE_NONE) {
     lua_getfield(L, resp, "body");
     return;
   }
-  if (!p || p == e) {           /* empty: "no news" in auto and json modes */
+  if (p == e) {                 /* empty: "no news" in auto and json modes */
     lua_newtable(L);
     return;
   }
