@@ -349,9 +349,9 @@ static void push_error(lua_State *L, lp_req *r, const char *kind, const char *ca
 
 /* headers of the last response as a table, names lowercased, repeats joined */
 static void push_headers(lua_State *L, const lp_buf *h) {
-  const char *p = h->data, *end = h->data + h->len;
+  const char *p = h->data ? h->data : "", *end = p + h->len;
   lua_newtable(L);
-  while (p && p < end) {
+  while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
     if (!eol) eol = end;
     colon = memchr(p, ':', (size_t)(eol - p));
