@@ -126,6 +126,10 @@ ours_frames() {
     export BENCH_PUB_PREFIX_CMD=$pub
     bench_run bench_client lua5.4 "$HERE/lua/frames.lua" "$BENCH_URL" \
         "$(bench_channel fr)" "$FRAMES_POLLS" "$FRAMES_S" "$PUB_MS" "$BENCH_OUT/longpoll_frames.txt"
+    bench_log "== the same, the game stepping the Lua GC at the end of each frame"
+    bench_nginx_wait_idle 10
+    BENCH_FRAMES_GC=step bench_run bench_client lua5.4 "$HERE/lua/frames.lua" "$BENCH_URL" \
+        "$(bench_channel fg)" "$FRAMES_POLLS" "$FRAMES_S" "$PUB_MS"
 }
 
 ours_callgrind() {
@@ -250,6 +254,10 @@ make_table() {
     hist="<25: $(g $F h0), 25–50: $(g $F h25), 50–100: $(g $F h50), 100–200: $(g $F h100), 200–500: $(g $F h200), 500–1000: $(g $F h500), ≥1000: $(g $F h1000)"
     row "$FRAMES_POLLS polls in flight, 60 fps for ${FRAMES_S} s: module time per frame (done() sweep + run() + request() + start())" \
         "max **$(g $F max_us) µs**, p99 $(g $F p99_us) µs, p50 $(g $F p50_us) µs; $(g $F over_500us) of $(g $F frames) frames > 0.5 ms, $(g $F over_500us_with_gc) of them with a Lua GC cycle freeing inside a module call; histogram (frames per µs bucket) $hist; $(g $F completions) completions" \
+        "-" "no frame > 0.5 ms" "$(verdict "$(g $F max_us)" "<=" 500)"
+    F=longpoll_frames_gcstep
+    row "… the same, the game stepping the Lua GC itself at the end of each frame (collectgarbage \"stop\", then \"step\")" \
+        "max **$(g $F max_us) µs**, p99 $(g $F p99_us) µs, p50 $(g $F p50_us) µs; $(g $F over_500us) of $(g $F frames) frames > 0.5 ms; $(g $F completions) completions" \
         "-" "no frame > 0.5 ms" "$(verdict "$(g $F max_us)" "<=" 500)"
 
     local C=longpoll_callgrind
