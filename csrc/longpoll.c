@@ -10,10 +10,12 @@
  * package library unloads this file.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lp_compat.h"
 #include "lp_engine.h"
@@ -69,6 +71,8 @@ static char *xstrdup(lua_State *L, const char *s, size_t len) {
 
 /* ---- options ---- */
 
+/* the one list of request options: request_new accepts exactly these, and
+   the module exports them as core.options for the Lua layer */
 static const char *const opt_names[] = {
   "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
   "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
@@ -337,14 +341,54 @@ static int request_new(lua_State *L) {
 
 /* ---- results ---- */
 
-/* a new error object {kind, message, ...} with the error metatable, on top */
-static void push_error(lua_State *L, lp_req *r, const char *kind, const char *cause) {
-  lua_createtable(L, 0, 5);
-  lua_pushstring(L, kind);
+/* push `url` fit to print: any userinfo redacted, "http://user:***@host/"
+   (a user name alone, which may be a token, becomes "***"); every URL the
+   module prints or returns goes through here */
+static void push_url(lua_State *L, const char *url) {
+  const char *a = strstr(url, "://"), *p, *at = NULL, *colon;
+  a = a ? a + 3 : url;
+  for (p = a; *p && *p != '/' && *p != '?' && *p != '#'; p++)
+    if (*p == '@') at = p;      /* the last one: hide more rather than less */
+  if (!at) {
+    lua_pushstring(L, url);
+    return;
+  }
+  colon = memchr(a, ':', (size_t)(at - a));
+  lua_pushlstring(L, url, (size_t)((colon ? colon + 1 : a) - url));
+  lua_pushliteral(L, "***");
+  lua_pushstring(L, at);
+  lua_concat(L, 3);
+}
+
+/* the one error constructor, behind core.error too: a table {kind, message,
+   <fields>} with the error metatable, on top. message is "<kind>: <cause>",
+   plus " (<METHOD> <url>)" when r is given; `fields` is the index of a table
+   copied in (0: none) */
+static void push_error(lua_State *L, lp_kind kind, const char *cause,
+                       const lp_req *r, int fields) {
+  const char *name = lp_kind_name(kind);
+  lua_createtable(L, 0, 6);
+  if (fields) {
+    lua_pushnil(L);
+    while (lua_next(L, fields)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+  }
+  lua_pushstring(L, name);
   lua_setfield(L, -2, "kind");
-  lua_pushfstring(L, "%s: %s (%s %s)", kind, cause, r->opts.method, r->opts.url);
+  if (r) {
+    lua_pushfstring(L, "%s: %s (%s ", name, cause, r->opts.method);
+    push_url(L, r->opts.url);
+    lua_pushliteral(L, ")");
+    lua_concat(L, 3);
+  } else {
+    lua_pushfstring(L, "%s: %s", name, cause);
+  }
   lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, LP_ERROR);
+  luaL_getmetatable(L, LP_ERROR);
+  lua_setmetatable(L, -2);
 }
 
 /* headers of the last response as a table, names lowercased, repeats joined */
@@ -385,13 +429,20 @@ static void push_response(lua_State *L, lp_req *r) {
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
   lua_setfield(L, -2, "body");
-  lua_pushstring(L, r->effective_url ? r->effective_url : r->opts.url);
+  push_url(L, r->effective_url ? r->effective_url : r->opts.url);
   lua_setfield(L, -2, "url");
   lua_pushnumber(L, r->elapsed);
   lua_setfield(L, -2, "elapsed");
   lua_pushstring(L, r->http_version == CURL_HTTP_VERSION_2_0 ? "2"
                   : r->http_version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
   lua_setfield(L, -2, "http_version");
+  /* libcurl gives 0 for "none" and for "now": the header tells them apart */
+  lua_getfield(L, -1, "headers");
+  if (lua_getfield(L, -1, "retry-after") != LUA_TNIL) {
+    lua_pushinteger(L, r->retry_after > 0 ? (lua_Integer)r->retry_after : 0);
+    lua_setfield(L, -4, "retry_after");
+  }
+  lua_pop(L, 2);
 }
 
 static int is_json_type(const char *ct) {
@@ -466,7 +517,7 @@ static void push_value(lua_State *L, lreq *q, int resp) {
     return;
   }
   lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
-  push_error(L, r, "decode", lua_tostring(L, -1));
+  push_error(L, LP_EDECODE, lua_tostring(L, -1), r, 0);
   lua_replace(L, -3);
   lua_pop(L, 1);
   lua_pushnil(L);
@@ -488,7 +539,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
   if (!lp_state_finished(s)) return 0;
   if (s == LP_CANCELED) {
     lua_pushnil(L);
-    push_error(L, r, "canceled", "request canceled");
+    push_error(L, LP_ECANCELED, "request canceled", r, 0);
   } else {
     if (r->status > 0) push_response(L, r); else lua_pushnil(L);
     resp = lua_gettop(L);
@@ -496,7 +547,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
       push_value(L, q, resp);  /* value, or nil + error */
     } else {
       lua_pushnil(L);
-      push_error(L, r, lp_kind_name(r->kind), r->errbuf);
+      push_error(L, r->kind, r->errbuf, r, 0);
       if (r->curl_code != CURLE_OK) {
         lua_pushinteger(L, r->curl_code);
         lua_setfield(L, -2, "curl_code");
@@ -619,8 +670,10 @@ static int request_tostring(lua_State *L) {
       lua_pop(L, 2);
     }
     if (q->settled) s = q->settled;
-    lua_pushfstring(L, "longpoll.request: %s %s (%s)", q->r->opts.method,
-                    q->r->opts.url, state_names[s]);
+    lua_pushfstring(L, "longpoll.request: %s ", q->r->opts.method);
+    push_url(L, q->r->opts.url);
+    lua_pushfstring(L, " (%s)", state_names[s]);
+    lua_concat(L, 3);
   }
   return 1;
 }
@@ -678,6 +731,43 @@ static int lp_configure(lua_State *L) {
   return 0;
 }
 
+/* core.error(kind, cause [, fields [, req]]) -> a new error object, the same
+   as run() returns; an unknown kind raises */
+static int lp_error(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const char *cause = luaL_checkstring(L, 2);
+  lp_req *r = NULL;
+  int k;
+  for (k = LP_ECANCELED; k < LP_NKINDS && strcmp(lp_kind_name((lp_kind)k), name); k++) {}
+  if (k == LP_NKINDS)
+    luaL_argerror(L, 1, lua_pushfstring(L, "unknown error kind '%s'", name));
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 4)) r = check_request(L, 4)->r;
+  push_error(L, (lp_kind)k, cause, r, lua_isnoneornil(L, 3) ? 0 : 3);
+  return 1;
+}
+
+/* longpoll.now() -> seconds on the monotonic clock, as a float */
+static int lp_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* longpoll.sleep(seconds): blocks this OS thread for 0 to 1e9 seconds */
+static int lp_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  struct timespec ts;
+  luaL_argcheck(L, s >= 0 && s <= 1e9, 1, "must be from 0 to 1e9 seconds");
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec > 999999999L) ts.tv_nsec = 999999999L;
+  /* a signal handler ran: sleep on for what remains */
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  return 0;
+}
+
 /* core.codec(encode, decode, null): the JSON functions the binding calls */
 static int lp_codec(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -723,11 +813,13 @@ static const luaL_Reg metameth[] = {
 
 static const luaL_Reg funcs[] = {
   {"request", request_new}, {"wait_any", lp_wait_any_l},
-  {"configure", lp_configure}, {"codec", lp_codec}, {NULL, NULL}
+  {"configure", lp_configure}, {"codec", lp_codec}, {"error", lp_error},
+  {"now", lp_now}, {"sleep", lp_sleep}, {NULL, NULL}
 };
 
 LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   lctx *c;
+  int i;
   lua_newtable(L);                        /* module */
   c = (lctx *)lp_newuserdata(L, sizeof *c, 3);
   c->engine = NULL;
@@ -753,5 +845,11 @@ LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   luaL_setfuncs(L, funcs, 1);             /* pops the context */
   lua_pushliteral(L, LP_VERSION);
   lua_setfield(L, -2, "version");
+  lua_createtable(L, 0, (int)(sizeof opt_names / sizeof opt_names[0]));
+  for (i = 0; opt_names[i]; i++) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, opt_names[i]);
+  }
+  lua_setfield(L, -2, "options");
   return 1;
 }

@@ -70,8 +70,11 @@ static CURLcode g_curl_init = CURLE_FAILED_INIT;
 
 static const char *const kind_names[] = {
   "ok", "canceled", "timeout", "resolve", "connect", "tls",
-  "network", "http", "decode", "too_large"
+  "network", "http", "decode", "too_large", "callback"
 };
+
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == LP_NKINDS,
+               "one name per lp_kind");
 
 const char *lp_kind_name(lp_kind k) { return kind_names[k]; }
 
@@ -489,6 +492,7 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
   curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &r->http_version);
+  curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &r->retry_after);
   if (atomic_load(&r->state) == LP_RUNNING) {
     r->curl_code = c;
     r->status = status;

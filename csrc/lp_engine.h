@@ -24,10 +24,13 @@ typedef enum lp_state {
   LP_READY, LP_RUNNING, LP_DONE, LP_FAILED, LP_CANCELED
 } lp_state;
 
-/* error kinds; the names are in lp_kind_name */
+/* error kinds, each spelled once in lp_kind_name; LP_ECANCELED and
+   LP_EDECODE are set by the binding (a cancel, a body that is not JSON),
+   LP_ECALLBACK by the Lua layer (a user callback raised) */
 typedef enum lp_kind {
   LP_OK, LP_ECANCELED, LP_ETIMEOUT, LP_ERESOLVE, LP_ECONNECT, LP_ETLS,
-  LP_ENETWORK, LP_EHTTP, LP_EDECODE, LP_ETOOLARGE
+  LP_ENETWORK, LP_EHTTP, LP_EDECODE, LP_ETOOLARGE, LP_ECALLBACK,
+  LP_NKINDS
 } lp_kind;
 
 typedef struct lp_buf {
@@ -78,6 +81,7 @@ typedef struct lp_req {
   lp_buf head;                  /* raw header lines of the last response */
   char *effective_url;
   double elapsed;               /* seconds */
+  curl_off_t retry_after;       /* CURLINFO_RETRY_AFTER: seconds, 0 when none */
   int too_large;
   char errbuf[CURL_ERROR_SIZE];
 } lp_req;

@@ -16,6 +16,8 @@ local M = {
   request = core.request,
   wait_any = core.wait_any,
   configure = core.configure,
+  now = core.now,
+  sleep = core.sleep,
 }
 
 local methods = core.request_metatable.__index
