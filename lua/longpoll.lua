@@ -23,14 +23,40 @@ local M = {
 local methods = core.request_metatable.__index
 local isyieldable, yield = coroutine.isyieldable, coroutine.yield
 
--- req:await(): start if needed and yield `req` until it finishes; the
--- scheduler resumes the coroutine when it likes (fd readable, done() true)
+-- A request is a readiness object for the event loops that take one:
+-- a cqueues pollable (pollfd, events, timeout) and, in LuaSocket's select
+-- protocol (socket.select, copas), getfd and dirty; receive() answers
+-- nil, "timeout" until it finished, so copas.receive(req) waits for it.
+methods.pollfd = methods.fd
+methods.getfd = methods.fd
+methods.dirty = methods.done
+function methods.events() return "r" end
+function methods.timeout() return nil end
+function methods:receive()
+  if self:done() then return true end
+  return nil, "timeout"
+end
+
+-- req:await(): start if needed and suspend the calling coroutine until the
+-- request finishes, then return its results. It waits through
+-- longpoll.await_hook(req) when set (copas: copas.receive), through
+-- cqueues.poll(req) in a coroutine that cqueues runs, or else yields `req`
+-- to a plain scheduler that resumes it when it likes (fd readable, done()).
 function methods:await()
   if not isyieldable() then
     error("longpoll.request:await: not inside a coroutine (use run())", 2)
   end
   self:start()
-  while not self:done() do yield(self) end
+  local cq = package.loaded.cqueues
+  while not self:done() do
+    if M.await_hook then
+      M.await_hook(self)
+    elseif cq and cq.running and select(2, cq.running()) then
+      cq.poll(self)
+    else
+      yield(self)
+    end
+  end
   return self:run()
 end
 
