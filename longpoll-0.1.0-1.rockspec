@@ -15,7 +15,7 @@ description = {
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4, < 5.5",
+  "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1",
 }
 external_dependencies = {

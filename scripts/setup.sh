@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Installs what lua-longpoll needs on Debian 12 (as root, or with sudo) and
-# builds it the way users install it: through the rockspec into ./lua_modules.
-# Also builds the C host test (build/host_test). Idempotent.
+# builds it the way users install it, for each Lua version under test:
+#   LONGPOLL_VERSIONS="5.1 luajit 5.3 5.4" (the default: all four)
+# - through the rockspec into ./lua_modules (`luarocks --lua-version=5.x`;
+#   5.1 with Lua 5.1's headers, the build LuaRocks users of 5.1 get) and, for
+#   LuaJIT, into ./lua_modules/luajit with LuaJIT's own headers (the build
+#   LuaRocks set up for LuaJIT, e.g. OpenResty's, gives);
+# - with CMake, the C host test per version (build/ for 5.4, build-5.1,
+#   build-5.3, build-luajit) and a ThreadSanitizer build of the 5.4 one.
+# Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+versions=${LONGPOLL_VERSIONS:-5.1 luajit 5.3 5.4}
 
 packages=(
-  gcc make cmake pkg-config
-  lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson luarocks
-  lua-busted lua-socket lua-luv valgrind nginx libnginx-mod-nchan openssl iproute2
+  gcc make cmake pkg-config libcurl4-openssl-dev luarocks
+  lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev
+  lua-cjson lua-busted lua-socket lua-luv lua-cqueues lua-copas
+  valgrind nginx libnginx-mod-nchan openssl iproute2
 )
 [ "${LONGPOLL_BENCH:-}" = 1 ] && packages+=(golang-go gnuplot-nox)
 
@@ -25,12 +34,38 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo systemctl stop nginx 2>/dev/null || $sudo service nginx stop 2>/dev/null || true
 fi
 
-echo "== building through the rockspec into ./lua_modules"
-luarocks --lua-version=5.4 --tree ./lua_modules make --deps-mode=none longpoll-*.rockspec >/dev/null
-echo "== building the C host test, and a ThreadSanitizer build of it and the module"
-cmake -S . -B build -DLONGPOLL_HOST_TEST=ON >/dev/null
-cmake --build build -j2 >/dev/null
-cmake -S . -B build-tsan -DLONGPOLL_HOST_TEST=ON -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_C_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
-  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
-cmake --build build-tsan -j2 >/dev/null
+# rockspec install: luarocks builds in build.luarocks/, one version at a time
+rock() {  # rock <lua-version> <tree> [VAR=VALUE...]
+  local v=$1 tree=$2; shift 2
+  rm -rf build.luarocks
+  luarocks --lua-version="$v" --tree "$tree" make --deps-mode=none longpoll-*.rockspec "$@" \
+    >build.luarocks.log 2>&1 || { cat build.luarocks.log; return 1; }
+  rm -f build.luarocks.log
+}
+# CMake build of the module and the C host test for one version
+host() {  # host <lua-version> <dir> [cmake args...]
+  local v=$1 dir=$2; shift 2
+  cmake -S . -B "$dir" -DLUA_VERSION="$v" -DLONGPOLL_HOST_TEST=ON "$@" >/dev/null
+  cmake --build "$dir" -j2 >/dev/null
+}
+
+for v in $versions; do
+  case $v in
+    5.1|5.3|5.4)
+      echo "== Lua $v: through the rockspec into ./lua_modules, and the C host test"
+      rock "$v" ./lua_modules
+      if [ "$v" = 5.4 ]; then host 5.4 build; else host "$v" "build-$v"; fi ;;
+    luajit)
+      echo "== LuaJIT: through the rockspec (LuaJIT's headers) into ./lua_modules/luajit, and the C host test"
+      rock 5.1 ./lua_modules/luajit LUA_INCDIR="$(pkg-config --variable=includedir luajit 2>/dev/null || echo /usr/include/luajit-2.1)"
+      host luajit build-luajit ;;
+    *) echo "setup.sh: unknown Lua version '$v' (5.1, luajit, 5.3, 5.4)" >&2; exit 2 ;;
+  esac
+done
+case " $versions " in
+  *" 5.4 "*)
+    echo "== a ThreadSanitizer build of the module and the C host test (Lua 5.4)"
+    host 5.4 build-tsan -DCMAKE_BUILD_TYPE=Debug \
+      -DCMAKE_C_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
+      -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" ;;
+esac

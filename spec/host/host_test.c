@@ -1,6 +1,6 @@
 /*
- * host_test.c - a C host that embeds Lua 5.4 and uses longpoll from several
- * Lua states on several OS threads at once. Each thread opens a state, runs
+ * host_test.c - a C host that embeds Lua (5.1, LuaJIT 2.1, 5.3 or 5.4) and
+ * uses longpoll from several Lua states on several OS threads at once. Each thread opens a state, runs
  * requests, cancels one, leaves some in flight and closes the state; after all
  * threads joined, no worker thread may be left in the process.
  *
@@ -17,6 +17,10 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+#ifndef LUA_OK                  /* Lua 5.1 */
+#define LUA_OK 0
+#endif
 
 static const char *g_port, *g_path, *g_cpath;
 static int g_rounds = 5;
