@@ -456,8 +456,11 @@ static int is_json_type(const char *ct) {
          (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-/* lua-cjson 2.1.0 gives every number as a float: make the integral ones
-   (within 2^53, where a double is exact) integers, so ids read as 1, not 1.0 */
+/* lua-cjson 2.1.0 gives every number as a float: on Lua 5.3+ make the
+   integral ones below 2^53 in magnitude integers, so ids read as 1, not 1.0.
+   From 2^53 on a double may be a rounded neighbour (9007199254740993 decodes
+   as 2^53): such numbers stay floats, never an integer that looks exact.
+   Lua 5.1 and LuaJIT have no integers: numbers stay as decoded there */
 static void integerize(lua_State *L, int t, int depth) {
   if (depth > 1000 || !lua_checkstack(L, 3)) return;
   lua_pushnil(L);
@@ -465,7 +468,7 @@ static void integerize(lua_State *L, int t, int depth) {
     int vt = lua_type(L, -1);
     if (vt == LUA_TNUMBER && !lua_isinteger(L, -1)) {
       lua_Number n = lua_tonumber(L, -1);
-      if (n == floor(n) && n >= -9007199254740992.0 && n <= 9007199254740992.0) {
+      if (n == floor(n) && fabs(n) < 9007199254740992.0) {
         lua_pushvalue(L, -2);
         lua_pushinteger(L, (lua_Integer)n);
         lua_rawset(L, t);       /* assigning an existing key keeps lua_next valid */
@@ -506,10 +509,11 @@ static void push_value(lua_State *L, lreq *q, int resp) {
   lp_getuv(L, ctx_index, UV_CODEC_DECODE);
   lua_getfield(L, resp, "body");
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    if (!LP_INTEGERS) return;
     if (lua_istable(L, -1)) integerize(L, lua_gettop(L), 0);
     else if (lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number n = lua_tonumber(L, -1);
-      if (n == floor(n) && fabs(n) <= 9007199254740992.0) {
+      if (n == floor(n) && fabs(n) < 9007199254740992.0) {
         lua_pop(L, 1);
         lua_pushinteger(L, (lua_Integer)n);
       }
@@ -640,7 +644,8 @@ static int request_fd(lua_State *L) {
   return 1;
 }
 
-/* __close: cancel; the object stays usable (status, results) */
+/* req:close() and __close: cancel; the object stays usable (status,
+   results). close() is how Lua before 5.4 ends a request's scope */
 static int request_close(lua_State *L) {
   lreq *q = (lreq *)luaL_checkudata(L, 1, LP_REQUEST);
   if (q->r) lp_req_cancel(q->r);
@@ -803,11 +808,12 @@ static int error_concat(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"start", request_start}, {"run", request_run}, {"done", request_done},
   {"wait", request_wait}, {"cancel", request_cancel},
-  {"status", request_status}, {"fd", request_fd}, {NULL, NULL}
+  {"status", request_status}, {"fd", request_fd}, {"close", request_close},
+  {NULL, NULL}
 };
 
 static const luaL_Reg metameth[] = {
-  {"__index", NULL}, {"__gc", request_gc}, {"__close", request_close},
+  {"__index", NULL}, {"__gc", request_gc},
   {"__tostring", request_tostring}, {NULL, NULL}
 };
 
@@ -834,6 +840,8 @@ LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   luaL_newlibtable(L, meth);
   lua_pushvalue(L, -3);
   luaL_setfuncs(L, meth, 1);
+  lua_getfield(L, -1, "close");           /* __close is close() itself */
+  lua_setfield(L, -3, "__close");
   lua_setfield(L, -2, "__index");
   lua_setfield(L, -3, "request_metatable");
   luaL_newmetatable(L, LP_ERROR);

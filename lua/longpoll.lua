@@ -2,6 +2,7 @@
 -- The C core (longpoll.core) does the transfers; this layer adds the JSON
 -- codec, `await` for coroutine schedulers and `subscribe`.
 local core = require "longpoll.core"
+local compat = require "longpoll.compat"
 local cjson = require "cjson"
 
 -- a private cjson instance: the user's settings of the global one stay theirs
@@ -21,7 +22,7 @@ local M = {
 }
 
 local methods = core.request_metatable.__index
-local isyieldable, yield = coroutine.isyieldable, coroutine.yield
+local isyieldable, yield = compat.isyieldable, coroutine.yield
 
 -- A request is a readiness object for the event loops that take one:
 -- a cqueues pollable (pollfd, events, timeout) and, in LuaSocket's select
