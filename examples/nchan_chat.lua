@@ -15,7 +15,7 @@
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. here .. "/spec/?.lua;"
   .. package.path
-package.cpath = here .. "/build/?.so;" .. package.cpath
+package.cpath = package.cpath .. ";" .. here .. "/build/?.so" -- an installed longpoll first
 
 local longpoll = require "longpoll"
 

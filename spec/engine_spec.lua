@@ -83,7 +83,7 @@ describe("HTTP/2", function()
 
   local function established(port)
     local p = assert(io.popen(("ss -Htn state established '( dport = :%d )' | wc -l"):format(port)))
-    local n = tonumber(p:read("l"))
+    local n = tonumber(p:read("*l"))
     p:close()
     return n
   end

@@ -1,6 +1,7 @@
 -- The examples run as users run them, against the spec server
 local testserver = require "support.testserver"
 local proc = require "support.proc"
+local lua = require "support.lua"
 
 describe("examples", function()
   local srv
@@ -8,8 +9,8 @@ describe("examples", function()
   teardown(function() srv:stop() end)
 
   local function run(script)
-    local out, ok, how, code = proc.run(("LUA_PATH=%q LUA_CPATH=%q timeout 60 lua5.4 %s %s"):format(
-      package.path, package.cpath, script, srv:url("")))
+    local out, ok, how, code = proc.run(("LUA_PATH=%q LUA_CPATH=%q timeout 60 %s %s %s"):format(
+      package.path, package.cpath, lua, script, srv:url("")))
     assert.is_true(ok, out)
     assert.equals("exit", how)
     assert.equals(0, code)

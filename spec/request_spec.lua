@@ -1,5 +1,6 @@
 -- longpoll.request: options, methods and results of API.md against the spec server
 local longpoll = require "longpoll"
+local compat = require "longpoll.compat"
 local testserver = require "support.testserver"
 
 describe("longpoll.request", function()
@@ -98,18 +99,48 @@ describe("longpoll.request", function()
       assert.is_true(resp.elapsed >= 0 and resp.elapsed < 10)
     end)
 
-    it("gives integral JSON numbers as integers and keeps fractions", function()
-      local value = longpoll.request{
-        url = srv:url("/hold?ms=0&status=200&type=application/json&body="
-          .. "%7B%22id%22%3A42%2C%22f%22%3A1.5%2C%22big%22%3A1e300%2C%22n%22%3A%5B%7B%22x%22%3A-7%7D%5D%7D"),
+    -- {"id":42,"f":1.5,"big":1e300,"n":[{"x":-7}]}
+    local numbers = "/hold?ms=0&status=200&type=application/json&body="
+      .. "%7B%22id%22%3A42%2C%22f%22%3A1.5%2C%22big%22%3A1e300%2C%22n%22%3A%5B%7B%22x%22%3A-7%7D%5D%7D"
+
+    if compat.integers then
+      it("gives integral JSON numbers as integers and keeps fractions (5.3+)", function()
+        local value = longpoll.request{ url = srv:url(numbers) }:run()
+        assert.equals("integer", math.type(value.id))
+        assert.equals(42, value.id)
+        assert.equals(1.5, value.f)
+        assert.equals("float", math.type(value.big))
+        assert.equals("integer", math.type(value.n[1].x))
+        assert.equals(-7, value.n[1].x)
+        assert.equals("integer", math.type(longpoll.request{ url = srv:url("/jsonish") }:run()[2]))
+      end)
+    else
+      it("gives JSON numbers as Lua numbers, integral ones exact (5.1, LuaJIT)", function()
+        local value = longpoll.request{ url = srv:url(numbers) }:run()
+        assert.equals(42, value.id)
+        assert.equals("42", tostring(value.id))
+        assert.equals(1.5, value.f)
+        assert.equals(1e300, value.big)
+        assert.equals(-7, value.n[1].x)
+        assert.equals(2, longpoll.request{ url = srv:url("/jsonish") }:run()[2])
+      end)
+    end
+
+    it("gives a number from 2^53 on as the nearest double (a float on 5.3+); the body keeps its digits", function()
+      -- [9007199254740993,9007199254740991] (2^53 + 1, 2^53 - 1): lua-cjson
+      -- decodes every number as a double; the first cannot be exact
+      local value, resp = longpoll.request{
+        url = srv:url("/hold?ms=0&status=200&type=application/json&body=%5B9007199254740993%2C9007199254740991%5D"),
       }:run()
-      assert.equals("integer", math.type(value.id))
-      assert.equals(42, value.id)
-      assert.equals(1.5, value.f)
-      assert.equals("float", math.type(value.big))
-      assert.equals("integer", math.type(value.n[1].x))
-      assert.equals(-7, value.n[1].x)
-      assert.equals("integer", math.type(longpoll.request{ url = srv:url("/jsonish") }:run()[2]))
+      assert.equals("[9007199254740993,9007199254740991]", resp.body)
+      assert.equals(2 ^ 53, value[1])
+      assert.equals("9007199254740992", compat.integer_string(value[1]))
+      assert.equals(2 ^ 53 - 1, value[2])
+      assert.equals("9007199254740991", compat.integer_string(value[2]))
+      if compat.integers then
+        assert.equals("float", math.type(value[1]))
+        assert.equals("integer", math.type(value[2]))
+      end
     end)
 
     it("returns text as a string in auto mode", function()
@@ -338,7 +369,7 @@ describe("longpoll.request", function()
   describe("module", function()
     it("has the rockspec's version", function()
       local f = assert(io.popen("ls *.rockspec"))
-      local name = f:read("l")
+      local name = f:read("*l")
       f:close()
       local v = name:match("^longpoll%-(.-)%-%d+%.rockspec$")
       assert.equals(v, longpoll.version)

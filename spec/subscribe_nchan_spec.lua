@@ -25,6 +25,8 @@
 --   connections of that worker are cut, which a subscription retries like any network error.
 local longpoll = require "longpoll"
 local nchan = require "support.nchan"
+local proc = require "support.proc"
+local lua = require "support.lua"
 local socket = require "socket"
 
 local subs = require "support.subs"
@@ -202,9 +204,8 @@ describe_nchan("longpoll.subscribe against Nchan", function()
   end)
 
   it("examples/nchan_chat.lua runs its scripted conversation", function()
-    local p = assert(io.popen("lua5.4 examples/nchan_chat.lua --script " .. srv:url("") .. " 2>&1"))
-    local out = p:read("a")
-    local ok = p:close()
+    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q %s examples/nchan_chat.lua --script %s"):format(
+      package.path, package.cpath, lua, srv:url("")))
     assert.is_true(ok, out)
     assert.matches("alice sees bob: hi alice", out, 1, true)
     assert.matches("bob sees alice: bye", out, 1, true)

@@ -202,7 +202,7 @@ function M.start(opts)
   os.remove(prefix)
   prefix = prefix .. "-nchan"
   assert(os.execute("mkdir -m 700 " .. sh_quote(prefix)), "cannot create " .. prefix)
-  local is_root = (io.popen("id -u"):read("l") or "") == "0"
+  local is_root = (io.popen("id -u"):read("*l") or "") == "0"
   local fields = {
     prefix = prefix,
     port = tostring(opts.port or free_port()),

@@ -4,7 +4,7 @@ local M = {}
 function M.read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -26,12 +26,16 @@ function M.alive(pid)
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
--- run a shell command; returns its output (stdout and stderr) and os.execute's results
+-- run a shell command; returns its output (stdout and stderr) and, as
+-- os.execute does in 5.2+, ok, "exit", code. The shell prints the exit code:
+-- Lua 5.1's (and LuaJIT's) popen close() gives no status
 function M.run(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  return out, ok, how, code
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"~exit $?\""))
+  local all = p:read("*a")
+  p:close()
+  local out, code = all:match("^(.*)~exit (%d+)\n$")
+  code = tonumber(code)
+  return out or all, code == 0, "exit", code
 end
 
 -- how many lines `cmd` prints (for counting /proc entries)

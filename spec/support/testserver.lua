@@ -14,6 +14,8 @@ local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local cjson = require "cjson"
+local compat = require "longpoll.compat"
+local tointeger = compat.tointeger
 
 local M = {}
 
@@ -59,7 +61,7 @@ function M.start(opts)
     parent and (" --parent " .. parent) or "",
     shell_quote(out), shell_quote(err))
   local p = assert(io.popen(cmd, "r"))
-  local pid = tonumber(p:read("a"):match("%d+"))
+  local pid = tonumber(p:read("*a"):match("%d+"))
   p:close()
   assert(pid, "testserver: could not start " .. M.server_path)
 
@@ -77,7 +79,7 @@ function M.start(opts)
     socket.sleep(0.01)
   end
   -- stop the server when the object is collected or the Lua state closes
-  self.gc_guard = setmetatable({}, { __gc = function() pcall(Server.stop, self) end })
+  compat.finalizer(self, Server.stop)
   return self
 end
 
@@ -118,8 +120,8 @@ end
 function Server:stats()
   local st = control(self, "GET", "/_stats")
   -- cjson decodes every number as a float; counts read better as integers
-  for _, k in ipairs({ "held", "open", "total", "connections" }) do st[k] = math.tointeger(st[k]) or st[k] end
-  for k, v in pairs(st.hits or {}) do st.hits[k] = math.tointeger(v) or v end
+  for _, k in ipairs({ "held", "open", "total", "connections" }) do st[k] = tointeger(st[k]) or st[k] end
+  for k, v in pairs(st.hits or {}) do st.hits[k] = tointeger(v) or v end
   return st
 end
 
