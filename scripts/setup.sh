@@ -18,6 +18,7 @@ packages=(
   lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev
   lua-cjson lua-busted lua-socket lua-luv lua-cqueues lua-copas
   valgrind nginx libnginx-mod-nchan openssl iproute2
+  clang libclang-rt-14-dev
 )
 [ "${LONGPOLL_BENCH:-}" = 1 ] && packages+=(golang-go gnuplot-nox)
 
@@ -69,3 +70,6 @@ case " $versions " in
       -DCMAKE_C_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
       -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" ;;
 esac
+echo "== the stream parser's fuzzer, with clang (build-fuzz/stream_fuzz)"
+CC=clang cmake -S . -B build-fuzz -DLONGPOLL_STREAM_FUZZ=ON >/dev/null
+cmake --build build-fuzz --target stream_fuzz >/dev/null

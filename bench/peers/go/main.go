@@ -12,6 +12,8 @@
 //	    N held requests at once: RSS delta per request (VmRSS: goroutines, transport
 //	    connections and their buffers), then the time to cancel all of them and see every
 //	    goroutine return.
+//	go_peer stream  -n RUNS -fmt ndjson|sse -url http://127.0.0.1:18080/stream.ndjson
+//	    a long NDJSON or SSE body split with bufio.Scanner and decoded (stream.go).
 //
 // "Held" means: every request was written (httptrace WroteRequest) and, with -status (nginx
 // nchan_stub_status), the server counts N more subscribers. Output lines:
@@ -19,6 +21,7 @@
 //	RESULT go_cancel  n= p50_us= p99_us= max_us= min_us= mean_us=
 //	RESULT go_seq     n= req_s= us_each=
 //	RESULT go_pending n= rss_kib_each= cancel_all_ms= held_ms=
+//	RESULT go_stream_<fmt> msgs= msg_s= mib_s= ms=
 package main
 
 import (
@@ -296,7 +299,7 @@ func cmdPending(n int, url, statusURL string) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: go_peer cancel|seq|pending -n N -url URL [-status URL] [-samples FILE]")
+		fmt.Fprintln(os.Stderr, "usage: go_peer cancel|seq|pending|stream -n N -url URL [-status URL] [-samples FILE]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
@@ -305,6 +308,7 @@ func main() {
 	status := fs.String("status", "", "nginx nchan_stub_status URL, to wait until the server holds all")
 	samples := fs.String("samples", "", "cancel: write each latency (µs) to this file")
 	gap := fs.Duration("gap", 0, "cancel: idle pause before each cancel (0: back to back)")
+	format := fs.String("fmt", "ndjson", "stream: ndjson or sse")
 	fs.Parse(os.Args[2:])
 	if *url == "" || *n <= 0 {
 		die("-url and a positive -n are required")
@@ -316,6 +320,8 @@ func main() {
 		cmdSeq(*n, *url)
 	case "pending":
 		cmdPending(*n, *url, *status)
+	case "stream":
+		cmdStream(*n, *url, *format)
 	default:
 		die("unknown subcommand %q", os.Args[1])
 	}
