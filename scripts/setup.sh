@@ -17,6 +17,7 @@ packages=(
   gcc make cmake pkg-config libcurl4-openssl-dev luarocks
   lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev
   lua-cjson lua-busted lua-socket lua-luv lua-cqueues lua-copas
+  love xvfb xauth neovim  # hosts examples/ runs in (LÖVE under Xvfb)
   valgrind nginx libnginx-mod-nchan openssl iproute2
   clang libclang-rt-14-dev
 )

@@ -5,7 +5,7 @@ local testserver = require "support.testserver"
 local proc = require "support.proc"
 local longpoll = require "longpoll"
 
-local LUA = os.getenv("LONGPOLL_LUA") or "lua5.4"
+local LUA = require "support.lua"
 
 -- true when `lua` can load `module` (copas is packaged for Lua 5.1 only)
 local function loads(lua, module)
