@@ -52,28 +52,28 @@ function love.update(dt)
   skip_frame = false
   -- the game's poll: start one when none runs, take its results once done
   local t0 = clock()
-  local finished, msgs, err = false, nil, nil
+  local started_poll, finished, msgs, err = false, false, nil, nil
   if not poll and not paused and t0 >= retry_at then
     poll = longpoll.request{ url = base .. "/poll/" .. CHANNEL, query = { since = since }, timeout = 30 }:start()
+    started_poll = true
   elseif poll and poll:done() then
     finished, msgs, err = true, poll:run() -- finished: returns at once
     poll = nil
   end
   spent = spent + (clock() - t0)
 
-  if finished and msgs then
+  if started_poll then
+    status = ("polling %s for messages after %s"):format(CHANNEL, since)
+  elseif finished and msgs then
     for _, m in ipairs(msgs) do
       since = m.id
       counts.game = counts.game + 1
       add("game", ("message %s: %s"):format(m.id, m.data))
     end
-    status = ("polling %s since %s: held by the server"):format(CHANNEL, since)
   elseif finished then
     status = "poll failed: " .. tostring(err) .. " (again in 1 s)"
     print(status)
     retry_at = clock() + 1
-  elseif poll then
-    status = ("polling %s since %s: %s"):format(CHANNEL, since, poll:status())
   end
 
   -- what the thread received
