@@ -31,7 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LP_POOL_MAX 64          /* idle easy handles kept for reuse */
 #define LP_HEAD_MAX (256 * 1024) /* cap on response header bytes */
 #define LP_SPIN_SECONDS 100e-6   /* lp_req_wait spins this long before sleeping */
 
@@ -59,8 +58,7 @@ struct lp_engine {
   int wfd;                      /* eventfd: the queue or stop changed */
   double timer_at;              /* worker only: libcurl's timer, or < 0 */
   lp_req *active;               /* worker only: attached transfers */
-  CURL *pool[LP_POOL_MAX];      /* worker only */
-  int npool;
+  CURLSH *share;                /* worker only: TLS sessions across handles */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -371,18 +369,20 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
-/* an easy handle set up for r, from the pool when possible */
+/* a fresh easy handle set up for r. Never a reused one: libcurl 7.88.1 keeps
+   a pointer to the previous transfer's last header on a handle (freed when
+   the next transfer starts; curl_easy_reset does not clear it), so a second
+   response whose header block begins with a folded line makes libcurl append
+   to freed memory: a double free any server can trigger (curl/curl#11101,
+   fixed in 8.1.0 by #11103). Connections, DNS and (through e->share) TLS
+   sessions live outside the handle, so a fresh one loses nothing. */
 static CURL *make_easy(lp_engine *e, lp_req *r) {
   const lp_opts *o = &r->opts;
-  CURL *h;
-  if (e->npool > 0) {
-    h = e->pool[--e->npool];
-    curl_easy_reset(h);
-  } else if (!(h = curl_easy_init())) {
-    return NULL;
-  }
+  CURL *h = curl_easy_init();
+  if (!h) return NULL;
   r->easy = h;
   curl_easy_setopt(h, CURLOPT_PRIVATE, r);
+  if (e->share) curl_easy_setopt(h, CURLOPT_SHARE, e->share);
   curl_easy_setopt(h, CURLOPT_URL, o->url);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -432,8 +432,7 @@ static void detach(lp_engine *e, lp_req *r) {
   CURL *h = r->easy;
   curl_multi_remove_handle(e->multi, h);
   r->easy = NULL;
-  if (e->npool < LP_POOL_MAX) e->pool[e->npool++] = h;
-  else curl_easy_cleanup(h);
+  curl_easy_cleanup(h);
   if (r->aprev) r->aprev->anext = r->anext; else e->active = r->anext;
   if (r->anext) r->anext->aprev = r->aprev;
   r->aprev = r->anext = NULL;
@@ -630,7 +629,6 @@ static void *worker_main(void *arg) {
     detach(e, r);
   }
   drain(e);
-  while (e->npool > 0) curl_easy_cleanup(e->pool[--e->npool]);
   return NULL;
 }
 
@@ -660,6 +658,15 @@ lp_engine *lp_engine_acquire(void) {
     curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
     curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+    /* TLS session resumption across easy handles; without it (no memory)
+       each new TLS connection makes a full handshake, nothing worse. Only
+       the worker uses it, so it needs no lock callbacks. */
+    e->share = curl_share_init();
+    if (e->share && curl_share_setopt(e->share, CURLSHOPT_SHARE,
+                                      CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+      curl_share_cleanup(e->share);
+      e->share = NULL;
+    }
     pthread_mutex_init(&e->qmu, NULL);
     if (pthread_create(&e->thread, NULL, worker_main, e) == 0) {
       e->refs = 1;
@@ -671,6 +678,7 @@ lp_engine *lp_engine_acquire(void) {
   }
   if (e) {
     if (e->multi) curl_multi_cleanup(e->multi);
+    if (e->share) curl_share_cleanup(e->share);
     if (e->ep >= 0) close(e->ep);
     if (e->wfd >= 0) close(e->wfd);
   }
@@ -694,6 +702,7 @@ void lp_engine_release(lp_engine *e) {
   wake_worker(e);
   pthread_join(e->thread, NULL);
   curl_multi_cleanup(e->multi);
+  if (e->share) curl_share_cleanup(e->share);
   close(e->ep);
   close(e->wfd);
   pthread_mutex_destroy(&e->qmu);
