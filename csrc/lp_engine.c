@@ -51,7 +51,8 @@ struct lp_engine {
   int refs;                     /* guarded by g_lock */
   pthread_mutex_t qmu;          /* guards the queue, stop and config */
   lp_req *qhead, *qtail;
-  int stop;
+  int stop;                     /* the worker stops (or stopped) */
+  int joined, exited;           /* guarded by g_lock: worker joined; by the exit handler */
   long cfg_host, cfg_total;
   int cfg_dirty;
   int ep;                       /* epoll set: libcurl's sockets and wfd */
@@ -168,11 +169,15 @@ static void wake_worker(lp_engine *e) {
   (void)n; /* EAGAIN: a wake-up is already pending */
 }
 
-/* queue r for the worker (holding a reference) and wake it if it may sleep */
+static lp_state settle_canceled(lp_req *r);
+
+/* queue r for the worker (holding a reference) and wake it if it may sleep;
+   once the worker stopped (process exit), r ends as canceled instead */
 static void enqueue(lp_engine *e, lp_req *r) {
-  int wake = 0;
+  int wake = 0, stopped;
   pthread_mutex_lock(&e->qmu);
-  if (!r->queued) {
+  stopped = e->stop;
+  if (!stopped && !r->queued) {
     lp_req_retain(r);
     r->queued = 1;
     r->qnext = NULL;
@@ -180,6 +185,7 @@ static void enqueue(lp_engine *e, lp_req *r) {
     e->qtail = r;
   }
   pthread_mutex_unlock(&e->qmu);
+  if (stopped) settle_canceled(r);
   if (wake) wake_worker(e);
 }
 
@@ -632,7 +638,48 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-static void curl_init_once(void) { g_curl_init = curl_global_init(CURL_GLOBAL_ALL); }
+/* stop the worker and wait for it, with g_lock held; whatever is attached
+   ends as canceled. Idempotent: the exit handler may have done it. */
+static void stop_worker(lp_engine *e) {
+  int rc;
+  if (e->joined || pthread_equal(pthread_self(), e->thread)) return;
+  pthread_mutex_lock(&e->qmu);
+  e->stop = 1;
+  pthread_mutex_unlock(&e->qmu);
+  wake_worker(e);
+  rc = pthread_join(e->thread, NULL);
+  (void)rc; /* fails only for a thread that is not joinable: ours always is */
+  e->joined = 1;
+}
+
+/* exit() without lua_close (Lua's plain os.exit(code)) runs OpenSSL's exit
+   handler, which frees what a transfer in flight uses while the worker is
+   inside libcurl: stop the worker first. Registered right after
+   curl_global_init initialised OpenSSL (which registers its handler then),
+   so it runs before it (handlers run in reverse order). It is bound to this
+   shared object (__dso_handle, which is what atexit does in a shared object,
+   but sanitizers intercept atexit and drop the binding): when Lua dlcloses
+   the module at lua_close, glibc runs it then (the engine is gone by then,
+   so it does nothing) and never calls into unmapped code at exit. */
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
+extern void *__dso_handle;
+
+static void on_process_exit(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&g_lock);
+  if (g_engine) {
+    stop_worker(g_engine);
+    g_engine->exited = 1;
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+static void curl_init_once(void) {
+  g_curl_init = curl_global_init(CURL_GLOBAL_ALL);
+  /* fails only without memory: exit() is then as unsafe as before */
+  if (g_curl_init == CURLE_OK)
+    (void)__cxa_atexit(on_process_exit, NULL, __dso_handle);
+}
 
 lp_engine *lp_engine_acquire(void) {
   lp_engine *e;
@@ -690,23 +737,21 @@ lp_engine *lp_engine_acquire(void) {
 void lp_engine_release(lp_engine *e) {
   if (!e) return;
   pthread_mutex_lock(&g_lock);
-  if (--e->refs > 0) {
+  /* after the exit handler ran, libcurl and OpenSSL may be torn down: the
+     engine stays as it is, reachable from g_engine, until the process ends */
+  if (--e->refs > 0 || e->exited) {
     pthread_mutex_unlock(&g_lock);
     return;
   }
   g_engine = NULL;
-  pthread_mutex_unlock(&g_lock);
-  pthread_mutex_lock(&e->qmu);
-  e->stop = 1;
-  pthread_mutex_unlock(&e->qmu);
-  wake_worker(e);
-  pthread_join(e->thread, NULL);
+  stop_worker(e);
   curl_multi_cleanup(e->multi);
   if (e->share) curl_share_cleanup(e->share);
   close(e->ep);
   close(e->wfd);
   pthread_mutex_destroy(&e->qmu);
   free(e);
+  pthread_mutex_unlock(&g_lock);
 }
 
 void lp_engine_configure(lp_engine *e, long max_host_connections,
