@@ -26,13 +26,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LP_HEAD_MAX (256 * 1024) /* cap on response header bytes */
 #define LP_SPIN_SECONDS 100e-6   /* lp_req_wait spins this long before sleeping */
+#define LP_SOCK_BUCKETS 1024     /* hash of libcurl's sockets by local port */
 
 struct lp_waiter {
   pthread_mutex_t mu;
@@ -44,6 +48,8 @@ struct lp_wnode {
   lp_waiter *w;
   lp_wnode *next;
 };
+
+typedef struct lp_sock lp_sock;
 
 struct lp_engine {
   CURLM *multi;
@@ -60,6 +66,11 @@ struct lp_engine {
   double timer_at;              /* worker only: libcurl's timer, or < 0 */
   lp_req *active;               /* worker only: attached transfers */
   CURLSH *share;                /* worker only: TLS sessions across handles */
+  int watch_failed;             /* worker only: a transfer's socket could not be watched */
+  lp_sock *socks;               /* worker only: libcurl's sockets, by descriptor */
+  int nsocks;
+  int lhash[LP_SOCK_BUCKETS];   /* sockets by local port */
+  int unlearned;                /* sockets whose local port is not read yet */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,6 +96,14 @@ static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* make an eventfd readable. It cannot fail on a valid eventfd but with
+   EAGAIN, when the counter is at its maximum: it is readable then anyway. */
+static void efd_signal(int fd) {
+  uint64_t one = 1;
+  ssize_t n = write(fd, &one, sizeof one);
+  (void)n;
 }
 
 /* ---- request record ---- */
@@ -142,11 +161,7 @@ static void notify_locked(lp_req *r) {
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
   }
-  if (r->efd >= 0) {
-    uint64_t one = 1;
-    ssize_t n = write(r->efd, &one, sizeof one);
-    (void)n; /* EAGAIN only when already readable */
-  }
+  if (r->efd >= 0) efd_signal(r->efd);
 }
 
 /* move r from `from` to `to` if it is still there; 1 on success */
@@ -163,11 +178,7 @@ static int transition(lp_req *r, lp_state from, lp_state to) {
 }
 
 /* interrupt the worker's epoll_wait */
-static void wake_worker(lp_engine *e) {
-  uint64_t one = 1;
-  ssize_t n = write(e->wfd, &one, sizeof one);
-  (void)n; /* EAGAIN: a wake-up is already pending */
-}
+static void wake_worker(lp_engine *e) { efd_signal(e->wfd); }
 
 static lp_state settle_canceled(lp_req *r);
 
@@ -319,11 +330,8 @@ int lp_req_fd(lp_req *r) {
   pthread_mutex_lock(&r->mu);
   if (r->efd < 0) {
     r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->efd >= 0 && lp_state_finished(atomic_load(&r->state))) {
-      uint64_t one = 1;
-      ssize_t n = write(r->efd, &one, sizeof one);
-      (void)n;
-    }
+    if (r->efd >= 0 && lp_state_finished(atomic_load(&r->state)))
+      efd_signal(r->efd);
   }
   fd = r->efd;
   pthread_mutex_unlock(&r->mu);
@@ -368,11 +376,210 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   lp_req *r = ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) r->head.len = 0; /* new response */
+  /* a status line begins a new response (after a redirect or a 1xx): only
+     the first line of a header block before any body byte can be one */
+  if (r->head_at_start && r->body.len == 0 && len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+    r->head.len = 0;
+  r->head_at_start = len >= 1 && len <= 2 && (p[0] == '\r' || p[0] == '\n');
   if (r->head.len + len > LP_HEAD_MAX || !buf_reserve(&r->head, len)) return 0;
   memcpy(r->head.data + r->head.len, p, len);
   r->head.len += len;
   return len;
+}
+
+/* ---- libcurl's sockets ----
+ *
+ * Every socket libcurl uses for a connection is made by on_open_socket and
+ * closed by on_close_socket, so the engine knows each one for its whole life:
+ * it is close-on-exec from birth, leaves the epoll set before it is closed,
+ * and a connection at rest can be checked before it carries a new request.
+ */
+
+/* what the engine knows of one of libcurl's sockets, indexed by descriptor */
+struct lp_sock {
+  unsigned gen;                 /* bumped at each open: tells a stale socketp */
+  unsigned char open, watched, h1, family;
+  unsigned short lport, rport;  /* lport 0: not read yet */
+  unsigned char raddr[16];      /* the peer, as libcurl connected it */
+  int next;                     /* chain in e->lhash (lport known) or e->unlearned */
+};
+
+static lp_sock *sock_get(lp_engine *e, curl_socket_t fd) {
+  return fd >= 0 && fd < e->nsocks && e->socks[fd].open ? &e->socks[fd] : NULL;
+}
+
+/* the socketp libcurl keeps for a socket in the epoll set: its generation */
+static void *sock_token(const lp_sock *k) { return (void *)(uintptr_t)k->gen; }
+
+/* forget a socket: out of its chain (e->lhash or e->unlearned) */
+static void sock_forget(lp_engine *e, int fd) {
+  lp_sock *k = &e->socks[fd];
+  int *p = k->lport ? &e->lhash[k->lport % LP_SOCK_BUCKETS] : &e->unlearned;
+  while (*p >= 0 && *p != fd) p = &e->socks[*p].next;
+  if (*p == fd) *p = k->next;
+  k->open = 0;
+}
+
+/* read the local port of sockets that have none yet (each once in its life:
+   a connecting socket has one as soon as connect() was called) */
+static void sock_learn(lp_engine *e) {
+  int *p = &e->unlearned;
+  while (*p >= 0) {
+    int fd = *p;
+    lp_sock *k = &e->socks[fd];
+    struct sockaddr_storage a;
+    socklen_t alen = sizeof a;
+    unsigned short port = 0;
+    if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+      *p = k->next;             /* closed behind our back (see on_open_socket) */
+      k->open = 0;
+      continue;
+    }
+    port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                         : ((struct sockaddr_in *)&a)->sin_port);
+    if (!port) { p = &k->next; continue; }   /* not connecting yet */
+    *p = k->next;
+    k->lport = port;
+    k->next = e->lhash[port % LP_SOCK_BUCKETS];
+    e->lhash[port % LP_SOCK_BUCKETS] = fd;
+  }
+}
+
+/* the socket of the connection local port -> ip:port, or NULL */
+static lp_sock *sock_find(lp_engine *e, long lport, long rport, const char *ip) {
+  unsigned char addr[16] = { 0 };
+  int family, pass;
+  if (!ip || lport <= 0 || lport > 65535) return NULL;
+  if (inet_pton(AF_INET, ip, addr) == 1) family = AF_INET;
+  else if (inet_pton(AF_INET6, ip, addr) == 1) family = AF_INET6;
+  else return NULL;
+  for (pass = 0; pass < 2; pass++) {
+    int fd;
+    for (fd = e->lhash[lport % LP_SOCK_BUCKETS]; fd >= 0; fd = e->socks[fd].next) {
+      lp_sock *k = &e->socks[fd];
+      if (k->lport == lport && k->rport == rport && k->family == family &&
+          memcmp(k->raddr, addr, sizeof addr) == 0)
+        return k;
+    }
+    if (pass == 0) sock_learn(e);
+  }
+  return NULL;
+}
+
+/* close-on-exec from birth (libcurl 7.88.1 calls plain socket()): a child
+   process must not keep a connection open after its request ended (#9.1) */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
+                                    struct curl_sockaddr *a) {
+  lp_engine *e = ud;
+  lp_sock *k;
+  int fd;
+  (void)purpose;
+  fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;  /* libcurl reports it: "connect" */
+  if (fd >= e->nsocks) {
+    int n = e->nsocks ? e->nsocks : 64;
+    lp_sock *p;
+    while (n <= fd) n *= 2;
+    p = realloc(e->socks, (size_t)n * sizeof *p);
+    if (!p) {                   /* untracked it could not be checked: refuse */
+      close(fd);
+      return CURL_SOCKET_BAD;
+    }
+    memset(p + e->nsocks, 0, (size_t)(n - e->nsocks) * sizeof *p);
+    e->socks = p;
+    e->nsocks = n;
+  }
+  k = &e->socks[fd];
+  /* libcurl 7.88.1 closes a socket that never carried a connection (a
+     failed or losing connect attempt) with close(), not through
+     on_close_socket: its number comes back here still marked open */
+  if (k->open) sock_forget(e, fd);
+  k->gen = k->gen + 1 ? k->gen + 1 : 1; /* never 0: a token is non-NULL */
+  k->open = 1;
+  k->watched = k->h1 = 0;
+  k->lport = k->rport = 0;
+  k->family = (unsigned char)a->family;
+  memset(k->raddr, 0, sizeof k->raddr);
+  if (a->family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
+    k->rport = ntohs(s6->sin6_port);
+    memcpy(k->raddr, &s6->sin6_addr, 16);
+  } else if (a->family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->addr;
+    k->rport = ntohs(s4->sin_port);
+    memcpy(k->raddr, &s4->sin_addr, 4);
+  }
+  k->next = e->unlearned;
+  e->unlearned = fd;
+  return fd;
+}
+
+static void watch_del(lp_engine *e, curl_socket_t fd);
+
+static int on_close_socket(void *ud, curl_socket_t fd) {
+  lp_engine *e = ud;
+  lp_sock *k = sock_get(e, fd);
+  if (k) {
+    /* libcurl tells CURL_POLL_REMOVE first, but not when it closes a
+       connection outside a transfer: leave the set now (a forked child
+       holding the socket would keep it in the set after our close) */
+    if (k->watched) watch_del(e, fd);
+    sock_forget(e, fd);
+  }
+  /* close() fails only with EBADF (a bug) or EINTR/EIO, when the
+     descriptor is released all the same on Linux: nothing to retry */
+  return close(fd);
+}
+
+/* 1 when nothing waits on a connection at rest: no byte, no EOF, no error */
+static int sock_quiet(curl_socket_t fd) {
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Called once a connection is chosen, before the request goes out. libcurl
+   7.88.1 reuses an HTTP/1.x connection at rest that has unread bytes on it
+   (only EOF makes it drop one; fixed in 8.0.0, curl/curl#10690): a server
+   writing a second response on an idle connection would answer the next
+   request with it, and every later one with its predecessor's. A reused
+   connection that is not quiet is refused here: libcurl closes it (an abort
+   is premature for HTTP/1), and complete() sends the request again at once
+   on a new connection. Nothing of the request was sent, so nothing is
+   repeated; the caller sees its own answer. (CURLINFO_ACTIVESOCKET cannot
+   name the socket here in 7.88.1: it knows only finished transfers.) */
+static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port,
+                     int local_port) {
+  lp_req *r = ud;
+  lp_sock *k;
+  long connects = 0;
+  (void)local_ip;
+  curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
+  if (connects != r->connects) {      /* a new connection: nothing to fear */
+    r->connects = connects;
+    return CURL_PREREQFUNC_OK;
+  }
+  k = sock_find(r->engine, local_port, peer_port, peer_ip);
+  if (!k || !k->h1 || sock_quiet((curl_socket_t)(k - r->engine->socks)))
+    return CURL_PREREQFUNC_OK;
+  r->stale_conn = 1;
+  return CURL_PREREQFUNC_ABORT;
+}
+
+/* after an HTTP/1.x response, remember that its connection speaks it (a
+   connection libcurl closed is not found; HTTP/2 ones are never checked:
+   frames may arrive on them at any time) */
+static void note_h1(lp_engine *e, lp_req *r) {
+  long lport = 0, rport = 0;
+  char *ip = NULL;
+  lp_sock *k;
+  if (r->http_version != CURL_HTTP_VERSION_1_0 &&
+      r->http_version != CURL_HTTP_VERSION_1_1)
+    return;
+  curl_easy_getinfo(r->easy, CURLINFO_LOCAL_PORT, &lport);
+  curl_easy_getinfo(r->easy, CURLINFO_PRIMARY_PORT, &rport);
+  curl_easy_getinfo(r->easy, CURLINFO_PRIMARY_IP, &ip);
+  if ((k = sock_find(e, lport, rport, ip))) k->h1 = 1;
 }
 
 /* a fresh easy handle set up for r. Never a reused one: libcurl 7.88.1 keeps
@@ -387,8 +594,17 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   CURL *h = curl_easy_init();
   if (!h) return NULL;
   r->easy = h;
+  r->connects = 0;
+  r->head_at_start = 1;
   curl_easy_setopt(h, CURLOPT_PRIVATE, r);
   if (e->share) curl_easy_setopt(h, CURLOPT_SHARE, e->share);
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, e);
+  curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, e);
+  curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(h, CURLOPT_PREREQDATA, r);
+  if (r->fresh) curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(h, CURLOPT_URL, o->url);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -436,7 +652,9 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
 /* detach r's transfer from the multi handle and drop the engine's share */
 static void detach(lp_engine *e, lp_req *r) {
   CURL *h = r->easy;
-  curl_multi_remove_handle(e->multi, h);
+  /* fails only for a handle not in the multi (a bug) or when called from a
+     libcurl callback (never): cleanup removes it then anyway */
+  if (h) (void)curl_multi_remove_handle(e->multi, h);
   r->easy = NULL;
   curl_easy_cleanup(h);
   if (r->aprev) r->aprev->anext = r->anext; else e->active = r->anext;
@@ -488,16 +706,40 @@ static lp_kind kind_of(lp_req *r, CURLcode c) {
   }
 }
 
+/* send r again on a new connection after on_prereq refused a stale one
+   (at most once: a new connection is never refused); 0 when it could not
+   start, r->easy then NULL */
+static int resend_fresh(lp_engine *e, lp_req *r) {
+  CURL *h = r->easy;
+  (void)curl_multi_remove_handle(e->multi, h); /* as in detach */
+  curl_easy_cleanup(h);
+  r->easy = NULL;
+  r->stale_conn = 0;
+  r->fresh = 1;
+  r->errbuf[0] = '\0';
+  r->head.len = r->body.len = 0;
+  h = make_easy(e, r);
+  if (h && curl_multi_add_handle(e->multi, h) == CURLM_OK) return 1;
+  curl_easy_cleanup(h);
+  r->easy = NULL;
+  snprintf(r->errbuf, sizeof r->errbuf, "could not start the transfer again");
+  return 0;
+}
+
 /* a transfer ended: record its result unless a cancel got there first */
 static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   char *url = NULL;
   curl_off_t us = 0;
   long status = 0;
+  if (c == CURLE_ABORTED_BY_CALLBACK && r->stale_conn &&
+      atomic_load(&r->state) == LP_RUNNING && resend_fresh(e, r))
+    return;
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
   curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &r->http_version);
   curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &r->retry_after);
+  if (r->easy) note_h1(e, r);
   if (atomic_load(&r->state) == LP_RUNNING) {
     r->curl_code = c;
     r->status = status;
@@ -556,24 +798,64 @@ static int drain(lp_engine *e) {
   return stop;
 }
 
-/* libcurl tells which sockets to watch for what: mirror it in the epoll set */
+/* add or change a socket in the epoll set; 0 or an errno */
+static int watch_set(lp_engine *e, curl_socket_t fd, uint32_t events, int in_set) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = events;
+  ev.data.fd = fd;
+  if (epoll_ctl(e->ep, in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0)
+    return 0;
+  /* ENOENT: it left the set behind our back (a socket libcurl made itself,
+     closed and made again under the same number); EEXIST: it is there under
+     a token of an earlier life. Anything else (ENOMEM, ENOSPC: the
+     max_user_watches limit) is the transfer's failure: see fail_unwatched */
+  if ((in_set && errno == ENOENT) || (!in_set && errno == EEXIST)) {
+    if (epoll_ctl(e->ep, in_set ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) == 0)
+      return 0;
+  }
+  return errno;
+}
+
+static void watch_del(lp_engine *e, curl_socket_t fd) {
+  lp_sock *k = sock_get(e, fd);
+  /* fails (EBADF, ENOENT) only for a socket libcurl made itself (its
+     resolver's) and closed before it said CURL_POLL_REMOVE: the kernel
+     dropped it from the set with its last descriptor. Ours leave the set in
+     on_close_socket, and a CURL_POLL_REMOVE that comes after a socket's
+     number was reused carries a stale token and is ignored (on_socket). */
+  (void)epoll_ctl(e->ep, EPOLL_CTL_DEL, fd, NULL);
+  if (k) k->watched = 0;
+}
+
+/* libcurl tells which sockets to watch for what: mirror it in the epoll set.
+   Always returns 0: -1 would make libcurl fail every transfer of the multi
+   handle; a socket that cannot be watched fails its own transfer instead. */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
   lp_engine *e = userp;
-  struct epoll_event ev;
-  (void)easy;
+  lp_sock *k = sock_get(e, s);
+  /* for our sockets the token must be of this life of the descriptor */
+  int in_set = k ? k->watched && socketp == sock_token(k) : socketp != NULL;
+  uint32_t events;
+  int err;
   if (what == CURL_POLL_REMOVE) {
-    if (socketp) {
-      epoll_ctl(e->ep, EPOLL_CTL_DEL, s, NULL);
-      curl_multi_assign(e->multi, s, NULL);
+    if (in_set) watch_del(e, s);
+    return 0;
+  }
+  events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+  err = watch_set(e, s, events, in_set);
+  if (err) {
+    lp_req *r = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    if (r) {
+      r->watch_err = err;
+      e->watch_failed = 1;
     }
     return 0;
   }
-  memset(&ev, 0, sizeof ev);
-  ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-  ev.data.fd = s;
-  if (socketp || epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev) != 0)
-    epoll_ctl(e->ep, EPOLL_CTL_MOD, s, &ev);
-  if (!socketp) curl_multi_assign(e->multi, s, e); /* marks it as in the set */
+  if (k) k->watched = 1;
+  if (!in_set) /* cannot fail: libcurl made the entry before it called us */
+    (void)curl_multi_assign(e->multi, s, k ? sock_token(k) : (void *)e);
   return 0;
 }
 
@@ -597,35 +879,75 @@ static void reap(lp_engine *e) {
   }
 }
 
+/* end the transfers whose socket on_socket could not put in the epoll set:
+   they would wait for events that never come */
+static void fail_unwatched(lp_engine *e) {
+  lp_req *r, *next;
+  e->watch_failed = 0;
+  for (r = e->active; r; r = next) {
+    next = r->anext;
+    if (!r->watch_err) continue;
+    if (atomic_load(&r->state) == LP_RUNNING) {
+      r->kind = LP_ENETWORK;
+      snprintf(r->errbuf, sizeof r->errbuf, "cannot watch the connection: %s",
+               strerror(r->watch_err));
+      transition(r, LP_RUNNING, LP_FAILED);
+    }
+    detach(e, r);
+  }
+}
+
+/* hand libcurl the readiness of one socket. It fails with CURLM_BAD_SOCKET
+   for an event of a socket it closed while handling an earlier event of the
+   same batch (ignored: nothing is left to do for it); with
+   CURLM_OUT_OF_MEMORY or CURLM_INTERNAL_ERROR the transfers concerned end
+   through curl_multi_info_read (or their deadline): the multi handle stays
+   usable, so there is nothing else to do either. */
+static void socket_action(lp_engine *e, curl_socket_t fd, int flags) {
+  int running;
+  (void)curl_multi_socket_action(e->multi, fd, flags, &running);
+}
+
+#define LP_EVENTS 64
+
 static void *worker_main(void *arg) {
   lp_engine *e = arg;
-  struct epoll_event evs[64];
-  int running;
+  struct epoll_event evs[LP_EVENTS];
   while (!drain(e)) {
     int timeout = -1, n, i;
     if (e->timer_at >= 0) {
       double left = e->timer_at - now_seconds();
       timeout = left <= 0 ? 0 : left > 86400.0 ? 86400000 : (int)(left * 1000.0) + 1;
     }
-    n = epoll_wait(e->ep, evs, 64, timeout);
+    n = epoll_wait(e->ep, evs, LP_EVENTS, timeout);
+    if (n < 0) {
+      /* EINTR: a signal, go round. Nothing else can fail on our own epoll
+         descriptor with a valid buffer; never spin on it all the same */
+      if (errno != EINTR) {
+        struct timespec pause = { 0, 10 * 1000 * 1000 };
+        nanosleep(&pause, NULL);
+      }
+      n = 0;
+    }
     for (i = 0; i < n; i++) {
       uint32_t ev = evs[i].events;
       int fd = evs[i].data.fd, flags = 0;
       if (fd == e->wfd) {
         uint64_t v;
         ssize_t k = read(e->wfd, &v, sizeof v);
-        (void)k;
+        (void)k;                /* EAGAIN: already read; the queue is what counts */
         continue;
       }
       if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) flags |= CURL_CSELECT_IN;
       if (ev & EPOLLOUT) flags |= CURL_CSELECT_OUT;
       if (ev & EPOLLERR) flags |= CURL_CSELECT_ERR;
-      curl_multi_socket_action(e->multi, fd, flags, &running);
+      socket_action(e, fd, flags);
     }
     if (e->timer_at >= 0 && now_seconds() >= e->timer_at) {
       e->timer_at = -1;
-      curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      socket_action(e, CURL_SOCKET_TIMEOUT, 0);
     }
+    if (e->watch_failed) fail_unwatched(e);
     reap(e);
   }
   /* stopping: whatever is still attached ends as canceled */
@@ -692,7 +1014,13 @@ lp_engine *lp_engine_acquire(void) {
     return e;
   }
   e = calloc(1, sizeof *e);
-  if (e) { e->ep = e->wfd = -1; e->timer_at = -1; }
+  if (e) {
+    int i;
+    e->ep = e->wfd = -1;
+    e->timer_at = -1;
+    e->unlearned = -1;
+    for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
+  }
   if (e && (e->multi = curl_multi_init()) &&
       (e->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0 &&
       (e->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0) {
@@ -747,6 +1075,7 @@ void lp_engine_release(lp_engine *e) {
   stop_worker(e);
   curl_multi_cleanup(e->multi);
   if (e->share) curl_share_cleanup(e->share);
+  free(e->socks);               /* after the multi closed its connections */
   close(e->ep);
   close(e->wfd);
   pthread_mutex_destroy(&e->qmu);

@@ -72,6 +72,11 @@ typedef struct lp_req {
   int queued;                   /* guarded by the engine's queue lock */
   struct lp_req *aprev, *anext; /* attached transfers, worker only */
   CURL *easy;                   /* worker only */
+  long connects;                /* worker only: connections made, at the last pre-request check */
+  int stale_conn;               /* worker only: the pre-request check refused the connection */
+  int fresh;                    /* worker only: resent on a new connection */
+  int watch_err;                /* worker only: errno when its socket could not be watched */
+  int head_at_start;            /* worker only: the next header line begins a block */
   /* result: written by the worker while running */
   lp_kind kind;
   CURLcode curl_code;

@@ -8,14 +8,16 @@
 --   local srv = rawserver.start{ script = "path.lua", args = {...} }
 --       -- path.lua returns function(conn_no, args) -> steps (run in the server process)
 --   srv:url("/x")                 --> "http://127.0.0.1:<port>/x"
---   srv:stats()                   --> { accepted, requests, open, held, peer_closed }
+--   srv:stats()                   --> { accepted, requests, open, held, peer_closed,
+--                                       notes = { [name] = n } }
 --   srv:wait(function(st) return st.held == 1 end, 5)   --> true|false, stats
 --   srv:requests()                --> { {conn =, line = "GET /x HTTP/1.1"}, ... } in order
 --   srv:stop()                    -- by PID; idempotent; also when collected
 --
 -- Steps, played in order on each connection:
 --   "request"        wait for one whole request (head, then a Content-Length body)
---   {send = bytes}   write the bytes as one write
+--   {send = bytes}   write the bytes as one write; with note = "name", once they are
+--                    written (srv:stats().notes.name counts them)
 --   {sleep = ms}     pause
 --   "hold"           keep the connection open until the client closes it
 --   "close"          close it (FIN)          "reset"   close it with RST
@@ -25,7 +27,8 @@
 --
 -- The server is this file run as a child (`lua5.4 rawserver.lua --serve <file>`):
 -- luv, loopback, one line "PORT n" on stdout, then one line per event (ACCEPT c,
--- REQUEST c <request line>, HOLD c, PEER_CLOSED c, CLOSED c), read by the driver.
+-- REQUEST c <request line>, NOTE c <name>, HOLD c, PEER_CLOSED c, CLOSED c), read by
+-- the driver.
 
 local MODE = ...
 
@@ -106,12 +109,13 @@ if MODE ~= "--serve" then
   end
 
   function Server:stats()
-    local st = { accepted = 0, requests = 0, open = 0, held = 0, peer_closed = 0 }
+    local st = { accepted = 0, requests = 0, open = 0, held = 0, peer_closed = 0, notes = {} }
     local holding = {}
     for _, ev in ipairs(events(self)) do
       if ev.what == "ACCEPT" then st.accepted = st.accepted + 1; st.open = st.open + 1
       elseif ev.what == "REQUEST" then st.requests = st.requests + 1
       elseif ev.what == "HOLD" then holding[ev.conn] = true; st.held = st.held + 1
+      elseif ev.what == "NOTE" then st.notes[ev.rest] = (st.notes[ev.rest] or 0) + 1
       elseif ev.what == "PEER_CLOSED" then st.peer_closed = st.peer_closed + 1
       elseif ev.what == "CLOSED" then
         st.open = st.open - 1
@@ -266,7 +270,11 @@ local function serve(tcp)
     elseif s == "reset" then return finish("reset")
     elseif s == "again" then c.pc = 1 return step()
     elseif type(s) == "table" and s.send then
-      tcp:write(s.send)
+      if s.note then
+        tcp:write(s.send, function(err) if not err then emit("NOTE", c.no, s.note) end end)
+      else
+        tcp:write(s.send)
+      end
       return advance()
     elseif type(s) == "table" and s.sleep then
       c.timer = uv.new_timer()
