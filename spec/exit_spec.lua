@@ -4,7 +4,7 @@
 local nchan = require "support.nchan"
 local proc = require "support.proc"
 
-local LUA = os.getenv("LONGPOLL_LUA") or "lua5.4"
+local LUA = require "support.lua"
 
 local CHILD = [[
 local longpoll = require "longpoll"
@@ -55,8 +55,8 @@ describe_nchan("exit with HTTPS requests in flight", function()
     assert.equals(0, #failures, table.concat(failures, "\n"))
   end)
 
-  -- scripts/test.sh builds the module with ThreadSanitizer (build-tsan/)
-  local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
+  -- scripts/test.sh builds the module with ThreadSanitizer (build-tsan/), for Lua 5.4
+  local tsan = LUA == "lua5.4" and os.getenv("LONGPOLL_HOST_TEST_TSAN")
   local libtsan = proc.run("gcc -print-file-name=libtsan.so"):gsub("%s+$", "")
   local run_tsan = tsan and tsan ~= "" and libtsan:find("/", 1, true) and it or pending
   run_tsan("os.exit(0) under ThreadSanitizer: no crash, no report (6 runs)", function()

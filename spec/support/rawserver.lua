@@ -77,7 +77,7 @@ if MODE ~= "--serve" then
       proc.shell_quote(HERE .. "/rawserver.lua"), proc.shell_quote(base),
       proc.self_pid() or 0, proc.shell_quote(out), proc.shell_quote(err))
     local p = assert(io.popen(cmd, "r"))
-    local pid = tonumber(p:read("a"):match("%d+"))
+    local pid = tonumber(p:read("*a"):match("%d+"))
     p:close()
     local self = setmetatable({ pid = pid, files = { base, out, err }, outfile = out, errfile = err }, Server)
     local deadline = socket.gettime() + (opts.timeout or 5)
