@@ -28,6 +28,8 @@
 #define LP_ERROR "longpoll.error"
 #define LP_DEFAULT_MAX_BODY (16 * 1024 * 1024)
 #define LP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define LP_DEFAULT_MAX_MESSAGE (1024 * 1024)
+#define LP_DEFAULT_MAX_QUEUED 1000
 
 enum { DECODE_AUTO, DECODE_JSON, DECODE_NONE };
 enum { UV_CODEC_ENCODE = 1, UV_CODEC_DECODE, UV_CODEC_NULL };
@@ -76,7 +78,7 @@ static char *xstrdup(lua_State *L, const char *s, size_t len) {
 static const char *const opt_names[] = {
   "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
   "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
-  "http_version", NULL
+  "http_version", "stream", "max_message", "max_queued", NULL
 };
 
 static int opt_error(lua_State *L, const char *name, const char *what) {
@@ -127,6 +129,20 @@ static long opt_seconds(lua_State *L, int o, const char *name, long def) {
   }
   lua_pop(L, 1);
   return ms;
+}
+
+/* a positive integer option as a size, `def` when absent; *given says if it was */
+static size_t opt_size(lua_State *L, int o, const char *name, size_t def, int *given) {
+  size_t v = def;
+  *given = opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER;
+  if (*given) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (!(n >= 1 && n <= 9007199254740992.0 && n == floor(n)))
+      opt_error(L, name, "must be a positive integer");
+    v = (size_t)n;
+  }
+  lua_pop(L, 1);
+  return v;
 }
 
 static int has_crlf(const char *s, size_t len) {
@@ -277,6 +293,18 @@ static void check_keys(lua_State *L, int o) {
   }
 }
 
+/* stream, max_message, max_queued into r */
+static void opt_stream(lua_State *L, int o, lp_req *r) {
+  const char *s = opt_string(L, o, "stream", NULL);
+  int given_message, given_queued;
+  if (s && (r->opts.stream = lp_stream_format_of(s)) < 0)
+    opt_error(L, "stream", "must be \"sse\", \"ndjson\", \"json-seq\" or \"lines\"");
+  r->opts.max_message = opt_size(L, o, "max_message", LP_DEFAULT_MAX_MESSAGE, &given_message);
+  r->opts.max_queued = opt_size(L, o, "max_queued", LP_DEFAULT_MAX_QUEUED, &given_queued);
+  if (!s && (given_message || given_queued))
+    opt_error(L, given_message ? "max_message" : "max_queued", "applies only with 'stream'");
+}
+
 /* longpoll.request(opts): validate opts into a new record; sends nothing */
 static int request_new(lua_State *L) {
   static const char *const decodes[] = {"auto", "json", "none", NULL};
@@ -336,6 +364,7 @@ static int request_new(lua_State *L) {
   s = opt_string(L, 1, "user_agent", "lua-longpoll/" LP_VERSION);
   if (has_crlf(s, strlen(s))) opt_error(L, "user_agent", "contains CR or LF");
   r->opts.user_agent = xstrdup(L, s, strlen(s));
+  opt_stream(L, 1, r);
   return 1;
 }
 
@@ -480,6 +509,25 @@ static void integerize(lua_State *L, int t, int depth) {
   }
 }
 
+/* decode the JSON text on top of the stack in its place; 0 leaves the
+   codec's error message there instead */
+static int decode_json(lua_State *L) {
+  lp_getuv(L, ctx_index, UV_CODEC_DECODE);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
+  if (!LP_INTEGERS) return 1;
+  if (lua_istable(L, -1)) {
+    integerize(L, lua_gettop(L), 0);
+  } else if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (n == floor(n) && fabs(n) < 9007199254740992.0) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)n);
+    }
+  }
+  return 1;
+}
+
 /* decode the body of a finished, successful request per its decode mode;
    pushes the value, or nil and an error object */
 static void push_value(lua_State *L, lreq *q, int resp) {
@@ -506,20 +554,8 @@ static void push_value(lua_State *L, lreq *q, int resp) {
     lua_getfield(L, resp, "body");
     return;
   }
-  lp_getuv(L, ctx_index, UV_CODEC_DECODE);
   lua_getfield(L, resp, "body");
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
-    if (!LP_INTEGERS) return;
-    if (lua_istable(L, -1)) integerize(L, lua_gettop(L), 0);
-    else if (lua_type(L, -1) == LUA_TNUMBER) {
-      lua_Number n = lua_tonumber(L, -1);
-      if (n == floor(n) && fabs(n) < 9007199254740992.0) {
-        lua_pop(L, 1);
-        lua_pushinteger(L, (lua_Integer)n);
-      }
-    }
-    return;
-  }
+  if (decode_json(L)) return;
   lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
   push_error(L, LP_EDECODE, lua_tostring(L, -1), r, 0);
   lua_replace(L, -3);
@@ -592,19 +628,28 @@ static int request_start(lua_State *L) {
   return 1;
 }
 
+static int is_stream(const lreq *q) { return q->r->opts.stream >= 0; }
+
 /* req:run() -> results; blocks this OS thread until the request finishes */
 static int request_run(lua_State *L) {
   lreq *q = check_request(L, 1);
-  int n = push_results(L, 1, q);
+  int n;
+  if (is_stream(q))
+    return luaL_error(L, "longpoll.request: a stream request is read with "
+                      "next(), await_next(), messages() or poll()");
+  n = push_results(L, 1, q);
   if (n) return n;
   start(L, q);
   lp_req_wait(q->r, -1);
   return push_results(L, 1, q);
 }
 
+static int stream_done(const lreq *q);
+
 /* req:done() -> boolean, never blocks */
 static int request_done(lua_State *L) {
-  lua_pushboolean(L, lp_state_finished(lp_req_state(check_request(L, 1)->r)));
+  lreq *q = check_request(L, 1);
+  lua_pushboolean(L, is_stream(q) ? stream_done(q) : lp_state_finished(lp_req_state(q->r)));
   return 1;
 }
 
@@ -628,7 +673,7 @@ static int request_cancel(lua_State *L) {
 static int request_status(lua_State *L) {
   lreq *q = check_request(L, 1);
   lp_state s = lp_req_state(q->r);
-  if (s == LP_DONE) {           /* a body that fails to decode makes it failed */
+  if (s == LP_DONE && !is_stream(q)) { /* a body that fails to decode makes it failed */
     push_results(L, 1, q);
     s = q->settled;
   }
@@ -670,7 +715,7 @@ static int request_tostring(lua_State *L) {
     lua_pushliteral(L, "longpoll.request: (closed)");
   } else {
     lp_state s = lp_req_state(q->r);
-    if (s == LP_DONE && !q->settled) {   /* as status(): decoding may fail it */
+    if (s == LP_DONE && !q->settled && !is_stream(q)) { /* as status(): decoding may fail it */
       push_results(L, 1, q);
       lua_pop(L, 2);
     }
@@ -679,6 +724,208 @@ static int request_tostring(lua_State *L) {
     push_url(L, q->r->opts.url);
     lua_pushfstring(L, " (%s)", state_names[s]);
     lua_concat(L, 3);
+  }
+  return 1;
+}
+
+/* ---- streams ----
+   The worker queues a stream's messages as they arrive (lp_req_take); each
+   is turned into a Lua value here, when taken. A message that must be JSON
+   and is not fails the request with "decode", as a body would: the result
+   is settled here and the transfer canceled. */
+
+enum { MSG_RAW, MSG_JSON, MSG_SNIFF };
+
+/* how a message's text becomes a value: decode "none" gives strings;
+   "json" decodes every one (SSE: its data); "auto" decodes NDJSON and JSON
+   text sequences, SSE data that looks like JSON and parses, and keeps lines */
+static int msg_mode(const lreq *q) {
+  int f = q->r->opts.stream;
+  if (q->decode == DECODE_NONE) return MSG_RAW;
+  if (q->decode == DECODE_JSON || f == LP_STREAM_NDJSON || f == LP_STREAM_JSON_SEQ)
+    return MSG_JSON;
+  return f == LP_STREAM_SSE ? MSG_SNIFF : MSG_RAW;
+}
+
+/* push the value of text [p, p+n); 0 with an error message pushed instead
+   when it had to be JSON and is not */
+static int push_payload(lua_State *L, int mode, const char *p, size_t n) {
+  size_t i = 0;
+  lua_pushlstring(L, p, n);
+  if (mode == MSG_SNIFF) {
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
+    if (i == n || (p[i] != '[' && p[i] != '{')) return 1;
+  }
+  if (mode == MSG_RAW || decode_json(L)) return 1;
+  if (mode == MSG_JSON) return 0;
+  lua_pop(L, 1);                /* auto: not JSON after all, keep the text */
+  lua_pushlstring(L, p, n);
+  return 1;
+}
+
+/* push message m as Lua sees it (SSE: a table {event, data, id, retry});
+   0 with an error message pushed instead, as push_payload */
+static int push_msg(lua_State *L, const lreq *q, const lp_msg *m) {
+  if (!m->event) return push_payload(L, msg_mode(q), m->data, m->len);
+  lua_createtable(L, 0, 4);
+  lua_pushlstring(L, m->event, m->event_len);
+  lua_setfield(L, -2, "event");
+  if (m->id) {
+    lua_pushlstring(L, m->id, m->id_len);
+    lua_setfield(L, -2, "id");
+  }
+  if (m->retry >= 0) {
+    lua_pushinteger(L, (lua_Integer)m->retry);
+    lua_setfield(L, -2, "retry");
+  }
+  if (!push_payload(L, msg_mode(q), m->data, m->len)) {
+    lua_remove(L, -2);
+    return 0;
+  }
+  lua_setfield(L, -2, "data");
+  return 1;
+}
+
+/* a message that had to be JSON is not (its codec message on top, popped):
+   settle request `i` as failed with "decode" and stop its transfer */
+static void fail_decode(lua_State *L, int i, lreq *q) {
+  lua_pushfstring(L, "invalid JSON in a stream message: %s", lua_tostring(L, -1));
+  lua_pushnil(L);
+  lp_setuv(L, i, UV_VALUE);
+  push_error(L, LP_EDECODE, lua_tostring(L, -1), q->r, 0);
+  lp_setuv(L, i, UV_SECOND);
+  lua_pop(L, 2);
+  q->settled = LP_FAILED;
+  lp_req_cancel(q->r);          /* the worker drops the queue */
+}
+
+/* a stream that ended, whatever is queued: settled here (decode) or canceled */
+static int stream_over(const lreq *q) {
+  return (q->settled && q->settled != LP_DONE) || lp_req_state(q->r) == LP_CANCELED;
+}
+
+static int stream_done(const lreq *q) {
+  return stream_over(q) ||
+         (lp_state_finished(lp_req_state(q->r)) && lp_req_queued(q->r) == 0);
+}
+
+/* the end of stream `i` with nothing left to read: returns 0 at a clean
+   end, else pushes nil, err and returns 2 */
+static int stream_end(lua_State *L, int i, lreq *q) {
+  if (!stream_over(q) && lp_req_state(q->r) == LP_DONE) return 0;
+  return push_results(L, i, q);
+}
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static lreq *check_stream(lua_State *L, int i) {
+  lreq *q = check_request(L, i);
+  luaL_argcheck(L, is_stream(q), i, "not a stream request (no 'stream' option)");
+  return q;
+}
+
+/* req:next([seconds]) -> the next message; nil when the stream ended or
+   `seconds` passed (done() tells which); nil, err when it failed */
+static int request_next(lua_State *L) {
+  lreq *q = check_stream(L, 1);
+  lua_Number s = luaL_optnumber(L, 2, -1);
+  int forever = !(s >= 0 && s < 1e9);
+  double deadline = 0;
+  luaL_argcheck(L, s == s, 2, "must be a number of seconds");
+  start(L, q);
+  if (!forever) deadline = mono_now() + s;
+  for (;;) {
+    lp_state st = lp_req_state(q->r);
+    lp_msg *m;
+    double left = -1;
+    if (stream_over(q)) return stream_end(L, 1, q);
+    if ((m = lp_req_take(q->r, 1))) {
+      int ok = push_msg(L, q, m);
+      free(m);
+      if (ok) return 1;
+      fail_decode(L, 1, q);
+      return stream_end(L, 1, q);
+    }
+    /* finished before the take: everything it sent was queued by then */
+    if (lp_state_finished(st)) {
+      int n = stream_end(L, 1, q);
+      if (n == 0) lua_pushnil(L);
+      return n ? n : 1;
+    }
+    if (!forever) {
+      left = deadline - mono_now();
+      if (left <= 0) {
+        lua_pushnil(L);
+        return 1;
+      }
+    }
+    lp_req_wait(q->r, left);
+  }
+}
+
+/* req:poll([max]) -> the messages queued since the last call (at most max),
+   never blocks; {} once ended cleanly; nil, err once failed and empty */
+static int request_poll(lua_State *L) {
+  lreq *q = check_stream(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 0);
+  lp_state st;
+  lp_msg *m, *next;
+  int k = 0;
+  luaL_argcheck(L, lua_isnoneornil(L, 2) || max > 0, 2, "must be a positive integer");
+  start(L, q);
+  if (stream_over(q)) return stream_end(L, 1, q);
+  st = lp_req_state(q->r);
+  m = lp_req_take(q->r, max > 0 ? (size_t)max : (size_t)-1);
+  lua_newtable(L);
+  for (; m; m = next) {
+    next = m->next;
+    if (!q->settled) {
+      if (push_msg(L, q, m)) lua_rawseti(L, -2, ++k);
+      else fail_decode(L, 1, q);
+    }
+    free(m);
+  }
+  if (k == 0 && (stream_over(q) || st == LP_FAILED)) {
+    lua_pop(L, 1);
+    return stream_end(L, 1, q);
+  }
+  return 1;
+}
+
+/* req:ready() -> true when next() or run() would not wait: the request
+   finished or (a stream) a message is queued; never blocks */
+static int request_ready(lua_State *L) {
+  lreq *q = check_request(L, 1);
+  lua_pushboolean(L, lp_state_finished(lp_req_state(q->r)) ||
+                  (is_stream(q) && (stream_over(q) || lp_req_queued(q->r) > 0)));
+  return 1;
+}
+
+/* req:progress() -> { received, expected, sent [, messages, queued, pauses] } */
+static int request_progress(lua_State *L) {
+  lreq *q = check_request(L, 1);
+  lp_req *r = q->r;
+  long long total = atomic_load(&r->rx_total);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)atomic_load(&r->rx));
+  lua_setfield(L, -2, "received");
+  if (total >= 0) {
+    lua_pushinteger(L, (lua_Integer)total);
+    lua_setfield(L, -2, "expected");
+  }
+  lua_pushinteger(L, (lua_Integer)atomic_load(&r->tx));
+  lua_setfield(L, -2, "sent");
+  if (is_stream(q)) {
+    lua_pushinteger(L, (lua_Integer)atomic_load(&r->nmsgs));
+    lua_setfield(L, -2, "messages");
+    lua_pushinteger(L, (lua_Integer)lp_req_queued(r));
+    lua_setfield(L, -2, "queued");
+    lua_pushinteger(L, (lua_Integer)atomic_load(&r->npauses));
+    lua_setfield(L, -2, "pauses");
   }
   return 1;
 }
@@ -809,7 +1056,8 @@ static const luaL_Reg meth[] = {
   {"start", request_start}, {"run", request_run}, {"done", request_done},
   {"wait", request_wait}, {"cancel", request_cancel},
   {"status", request_status}, {"fd", request_fd}, {"close", request_close},
-  {NULL, NULL}
+  {"next", request_next}, {"poll", request_poll}, {"ready", request_ready},
+  {"progress", request_progress}, {NULL, NULL}
 };
 
 static const luaL_Reg metameth[] = {

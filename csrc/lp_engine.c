@@ -116,6 +116,8 @@ lp_req *lp_req_new(void) {
   pthread_mutex_init(&r->mu, NULL);
   r->efd = -1;
   r->opts.verify = 1;
+  r->opts.stream = -1;
+  atomic_init(&r->rx_total, -1);
   r->opts.http_version = CURL_HTTP_VERSION_2TLS;
   return r;
 }
@@ -135,8 +137,19 @@ void lp_req_drop_response(lp_req *r) {
   buf_free(&r->head);
 }
 
+static void free_msgs(lp_msg *m) {
+  while (m) {
+    lp_msg *next = m->next;
+    free(m);
+    m = next;
+  }
+}
+
 void lp_req_release(lp_req *r) {
   if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+  free_msgs(r->mhead);
+  if (r->parser) lp_stream_free(r->parser);
+  free(r->parser);
   free(r->opts.url);
   free(r->opts.method);
   curl_slist_free_all(r->opts.headers);
@@ -175,6 +188,12 @@ static int transition(lp_req *r, lp_state from, lp_state to) {
   }
   pthread_mutex_unlock(&r->mu);
   return ok;
+}
+
+/* something for a reader: the request finished or (stream mode) a message
+   is queued; exact with r->mu held, a hint without */
+static int ready(lp_req *r) {
+  return lp_state_finished(atomic_load(&r->state)) || atomic_load(&r->nqueued) > 0;
 }
 
 /* interrupt the worker's epoll_wait */
@@ -268,7 +287,7 @@ lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds) {
   size_t i, registered = 0;
   int forever = seconds < 0 || LP_FOREVER(seconds);
   for (i = 0; i < n; i++)      /* fast path: one already finished */
-    if (lp_state_finished(atomic_load(&reqs[i]->state))) return reqs[i];
+    if (ready(reqs[i])) return reqs[i];
   if (seconds == 0 || n == 0) return NULL;
   if (n > 8 && !(nodes = malloc(n * sizeof *nodes))) {
     errno = ENOMEM;
@@ -278,7 +297,7 @@ lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds) {
   for (i = 0; i < n && !found; i++) {
     lp_req *r = reqs[i];
     pthread_mutex_lock(&r->mu);
-    if (lp_state_finished(atomic_load(&r->state))) {
+    if (ready(r)) {
       found = r;
     } else {
       nodes[i].w = &w;
@@ -314,12 +333,12 @@ int lp_req_wait(lp_req *r, double seconds) {
   /* spin (yielding) for a short while first: an answer that comes within
      LP_SPIN_SECONDS then costs no sleep and wake-up of this thread, which is
      most of the cost of a quick request; a held poll pays the spin once */
-  if (seconds != 0 && !lp_state_finished(atomic_load(&r->state))) {
+  if (seconds != 0 && !ready(r)) {
     double spin = seconds > 0 && seconds < LP_SPIN_SECONDS ? seconds : LP_SPIN_SECONDS;
     double end = now_seconds() + spin;
     do {
       sched_yield();
-      if (lp_state_finished(atomic_load(&r->state))) return 1;
+      if (ready(r)) return 1;
     } while (now_seconds() < end);
   }
   return lp_wait_any(&r, 1, seconds) != NULL;
@@ -330,13 +349,46 @@ int lp_req_fd(lp_req *r) {
   pthread_mutex_lock(&r->mu);
   if (r->efd < 0) {
     r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->efd >= 0 && lp_state_finished(atomic_load(&r->state)))
+    if (r->efd >= 0 && ready(r))
       efd_signal(r->efd);
   }
   fd = r->efd;
   pthread_mutex_unlock(&r->mu);
   return fd;
 }
+
+lp_msg *lp_req_take(lp_req *r, size_t max) {
+  lp_msg *head = NULL, *last = NULL, *m;
+  size_t k = 0;
+  int resume = 0;
+  pthread_mutex_lock(&r->mu);
+  for (m = r->mhead; m && k < max; m = m->next) {
+    last = m;
+    k++;
+  }
+  if (k > 0) {
+    head = r->mhead;
+    r->mhead = last->next;
+    if (!r->mhead) r->mtail = NULL;
+    last->next = NULL;
+    atomic_fetch_sub(&r->nqueued, k);
+  }
+  if (atomic_load(&r->nqueued) == 0 && r->efd >= 0 &&
+      !lp_state_finished(atomic_load(&r->state))) {
+    uint64_t v;                 /* nothing to read now: not readable */
+    ssize_t n = read(r->efd, &v, sizeof v);
+    (void)n;                    /* EAGAIN: it was not */
+  }
+  if (r->paused && atomic_load(&r->nqueued) <= r->opts.max_queued / 2) {
+    r->paused = 0;
+    resume = 1;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (resume) enqueue(r->engine, r);  /* the worker resumes the transfer */
+  return head;
+}
+
+size_t lp_req_queued(lp_req *r) { return atomic_load(&r->nqueued); }
 
 /* ---- worker ---- */
 
@@ -352,11 +404,142 @@ static int buf_reserve(lp_buf *b, size_t extra) {
   return 1;
 }
 
+/* ---- streams (worker side) ---- */
+
+static void complete(lp_engine *e, lp_req *r, CURLcode c);
+
+/* the messages one chunk completed, gathered before they are queued */
+typedef struct lp_batch {
+  lp_msg *head, *tail;
+  size_t n;
+} lp_batch;
+
+/* lp_stream's callback: copy the message into one block for the queue */
+static int collect(void *ud, const lp_stream_msg *m) {
+  lp_batch *b = ud;
+  size_t ev = m->event ? m->event_len + 1 : 0, id = m->id ? m->id_len + 1 : 0;
+  lp_msg *q = malloc(sizeof *q + m->len + 1 + ev + id);
+  char *p;
+  if (!q) return 1;             /* the stream fails: LP_STREAM_STOPPED */
+  q->next = NULL;
+  q->len = m->len;
+  q->retry = m->retry;
+  memcpy(q->data, m->data, m->len);
+  q->data[m->len] = '\0';
+  p = q->data + m->len + 1;
+  q->event = NULL;
+  q->event_len = 0;
+  q->id = NULL;
+  q->id_len = 0;
+  if (m->event) {
+    memcpy(p, m->event, m->event_len);
+    p[m->event_len] = '\0';
+    q->event = p;
+    q->event_len = m->event_len;
+    p += ev;
+  }
+  if (m->id) {
+    memcpy(p, m->id, m->id_len);
+    p[m->id_len] = '\0';
+    q->id = p;
+    q->id_len = m->id_len;
+  }
+  if (b->tail) b->tail->next = q; else b->head = q;
+  b->tail = q;
+  b->n++;
+  return 0;
+}
+
+/* queue a batch for the reader, waking it if the queue was empty; a batch
+   for a request canceled meanwhile is dropped */
+static void publish(lp_req *r, lp_batch *b) {
+  if (b->n == 0) return;
+  atomic_fetch_add(&r->nmsgs, b->n);
+  pthread_mutex_lock(&r->mu);
+  if (atomic_load(&r->state) == LP_RUNNING) {
+    int was_empty = atomic_load(&r->nqueued) == 0;
+    if (r->mtail) r->mtail->next = b->head; else r->mhead = b->head;
+    r->mtail = b->tail;
+    atomic_fetch_add(&r->nqueued, b->n);
+    if (was_empty) notify_locked(r);
+    b->head = NULL;
+  }
+  pthread_mutex_unlock(&r->mu);
+  free_msgs(b->head);
+  b->head = b->tail = NULL;
+  b->n = 0;
+}
+
+/* the queue of a request nobody reads any more */
+static void drop_queue(lp_req *r) {
+  lp_msg *m;
+  pthread_mutex_lock(&r->mu);
+  m = r->mhead;
+  r->mhead = r->mtail = NULL;
+  atomic_store(&r->nqueued, 0);
+  pthread_mutex_unlock(&r->mu);
+  free_msgs(m);
+}
+
+/* body bytes of a stream: split them, or pause while the queue is full
+   (libcurl keeps the chunk and hands it again once resumed) */
+static size_t stream_body(lp_req *r, char *p, size_t len) {
+  lp_batch b = { NULL, NULL, 0 };
+  lp_stream_rc rc;
+  int full;
+  pthread_mutex_lock(&r->mu);
+  full = atomic_load(&r->nqueued) >= r->opts.max_queued;
+  if (full) r->paused = 1;
+  pthread_mutex_unlock(&r->mu);
+  if (full) {
+    atomic_fetch_add(&r->npauses, 1);
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  rc = lp_stream_feed(r->parser, p, len, collect, &b);
+  publish(r, &b);
+  if (rc == LP_STREAM_TOO_LARGE) r->too_large = 1;
+  return rc == LP_STREAM_OK ? len : 0;
+}
+
+/* the body of a stream ended well: what the format makes of its last part */
+static CURLcode stream_finish(lp_req *r) {
+  lp_batch b = { NULL, NULL, 0 };
+  lp_stream_rc rc = lp_stream_finish(r->parser, collect, &b);
+  publish(r, &b);
+  if (rc == LP_STREAM_TOO_LARGE) r->too_large = 1;
+  return rc == LP_STREAM_OK ? CURLE_OK : CURLE_WRITE_ERROR;
+}
+
+/* a reader took messages off a full queue: go on reading */
+static void stream_resume(lp_engine *e, lp_req *r) {
+  CURLcode c = curl_easy_pause(r->easy, CURLPAUSE_CONT);
+  /* the chunk held back is handed over inside this call; a failure there
+     (a message too large, no memory) ends the transfer now */
+  if (c != CURLE_OK) complete(e, r, c);
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow) {
+  lp_req *r = ud;
+  (void)ultotal;
+  atomic_store_explicit(&r->rx, (long long)dlnow, memory_order_relaxed);
+  atomic_store_explicit(&r->rx_total, dltotal > 0 ? (long long)dltotal : -1,
+                        memory_order_relaxed);
+  atomic_store_explicit(&r->tx, (long long)ulnow, memory_order_relaxed);
+  return 0;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   lp_req *r = ud;
   size_t len = size * n;
   if (atomic_load_explicit(&r->state, memory_order_relaxed) == LP_CANCELED)
     return 0;                   /* stop reading: nobody wants it */
+  if (r->parser && r->stream_off == 0) {  /* the first bytes: 2xx? */
+    long status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    r->stream_off = status >= 200 && status < 300 ? 1 : 2;
+  }
+  if (r->stream_off == 1) return stream_body(r, p, len);
   if ((curl_off_t)(r->body.len + len) > r->opts.max_body) {
     r->too_large = 1;
     return 0;
@@ -591,8 +774,12 @@ static void note_h1(lp_engine *e, lp_req *r) {
    sessions live outside the handle, so a fresh one loses nothing. */
 static CURL *make_easy(lp_engine *e, lp_req *r) {
   const lp_opts *o = &r->opts;
-  CURL *h = curl_easy_init();
-  if (!h) return NULL;
+  CURL *h;
+  if (o->stream >= 0 && !r->parser) {
+    if (!(r->parser = malloc(sizeof *r->parser))) return NULL;
+    lp_stream_init(r->parser, (lp_stream_format)o->stream, o->max_message);
+  }
+  if (!(h = curl_easy_init())) return NULL;
   r->easy = h;
   r->connects = 0;
   r->head_at_start = 1;
@@ -646,6 +833,14 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   } else if (strcmp(o->method, "GET") != 0) {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
   }
+  /* progress for req:progress(); libcurl calls it only while it works on
+     the transfer, so an idle held poll costs nothing */
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  /* a stream is never kept whole: max_body bounds only an error answer's
+     body (on_body), max_message each message */
+  if (o->stream >= 0) curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
   return h;
 }
 
@@ -663,6 +858,7 @@ static void detach(lp_engine *e, lp_req *r) {
   if (atomic_load(&r->state) == LP_CANCELED) { /* nobody reads these now */
     buf_free(&r->body);
     buf_free(&r->head);
+    drop_queue(r);
   }
   lp_req_release(r);
 }
@@ -741,6 +937,7 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &r->retry_after);
   if (r->easy) note_h1(e, r);
   if (atomic_load(&r->state) == LP_RUNNING) {
+    if (c == CURLE_OK && r->stream_off == 1) c = stream_finish(r);
     r->curl_code = c;
     r->status = status;
     r->elapsed = (double)us / 1e6;
@@ -753,6 +950,10 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
         snprintf(r->errbuf, sizeof r->errbuf,
                  "response body exceeds max_body (%lld bytes)",
                  (long long)r->opts.max_body);
+      if (r->kind == LP_ETOOLARGE && r->stream_off == 1)
+        snprintf(r->errbuf, sizeof r->errbuf,
+                 "a stream message exceeds max_message (%zu bytes)",
+                 r->opts.max_message);
     } else if ((status >= 200 && status < 300) || status == 304) {
       r->kind = LP_OK;
     } else {
@@ -793,6 +994,7 @@ static int drain(lp_engine *e) {
       settle_canceled(r);       /* started while the engine stops */
     }
     if (r->easy && s == LP_CANCELED) detach(e, r);
+    else if (r->easy && r->parser) stream_resume(e, r); /* queued by lp_req_take */
     lp_req_release(r);          /* the queue's reference */
   }
   return stop;

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <curl/curl.h>
 
+#include "lp_stream.h"
+
 typedef enum lp_state {
   LP_READY, LP_RUNNING, LP_DONE, LP_FAILED, LP_CANCELED
 } lp_state;
@@ -53,7 +55,25 @@ typedef struct lp_opts {
   long http_version;            /* CURL_HTTP_VERSION_* */
   char *cainfo;                 /* NULL: libcurl's default */
   char *user_agent;
+  int stream;                   /* -1: keep the body whole; else the
+                                   lp_stream_format it is split in */
+  size_t max_message;           /* stream: bound of one message */
+  size_t max_queued;            /* stream: the transfer pauses at this many
+                                   queued messages */
 } lp_opts;
+
+/* one message of a stream as queued for the caller: one allocation, freed
+   with free() by whoever took it */
+typedef struct lp_msg {
+  struct lp_msg *next;
+  size_t len;                   /* of data */
+  const char *event;            /* SSE: inside this block; NULL otherwise */
+  size_t event_len;
+  const char *id;               /* SSE: the last event id, or NULL */
+  size_t id_len;
+  long long retry;              /* SSE: retry (ms) sent with it, or -1 */
+  char data[];                  /* data, NUL, then event, id (NUL-ended) */
+} lp_msg;
 
 typedef struct lp_engine lp_engine;
 typedef struct lp_waiter lp_waiter;
@@ -87,6 +107,19 @@ typedef struct lp_req {
   char *effective_url;
   double elapsed;               /* seconds */
   curl_off_t retry_after;       /* CURLINFO_RETRY_AFTER: seconds, 0 when none */
+  /* stream mode: the worker splits the body with `parser` as it arrives and
+     queues the messages under mu; a full queue pauses the transfer (on the
+     worker), and taking messages resumes it */
+  lp_stream *parser;            /* worker only */
+  int stream_off;               /* worker only: 0 before the first body
+                                   bytes, 1 split, 2 kept whole (the answer
+                                   is not a 2xx: an error body) */
+  lp_msg *mhead, *mtail;        /* guarded by mu */
+  _Atomic size_t nqueued;       /* changed under mu */
+  int paused;                   /* guarded by mu */
+  /* progress, written by the worker, read by anyone */
+  _Atomic long long rx, rx_total, tx; /* bytes; rx_total -1 when unknown */
+  _Atomic unsigned long long nmsgs, npauses;
   int too_large;
   char errbuf[CURL_ERROR_SIZE];
 } lp_req;
@@ -119,8 +152,16 @@ int lp_req_wait(lp_req *r, double seconds);
    lp_req_wait); NULL on timeout, or with errno ENOMEM when n > 8 and the
    waiter entries could not be allocated */
 lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds);
-/* an eventfd that becomes readable when the request finishes; -1 on error */
+/* an eventfd that is readable while the request is ready (finished; in
+   stream mode also while messages are queued); -1 on error */
 int lp_req_fd(lp_req *r);
+/* stream mode: take up to `max` queued messages, oldest first, as a list
+   (NULL when none); resumes a transfer paused on a full queue once it is
+   half drained. Waits (lp_req_wait, lp_wait_any) end when a message is
+   queued, as when the request finishes */
+lp_msg *lp_req_take(lp_req *r, size_t max);
+/* stream mode: messages queued now */
+size_t lp_req_queued(lp_req *r);
 
 const char *lp_kind_name(lp_kind k);
 int lp_state_finished(lp_state s);

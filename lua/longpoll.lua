@@ -30,11 +30,11 @@ local isyieldable, yield = compat.isyieldable, coroutine.yield
 -- nil, "timeout" until it finished, so copas.receive(req) waits for it.
 methods.pollfd = methods.fd
 methods.getfd = methods.fd
-methods.dirty = methods.done
+methods.dirty = methods.ready
 function methods.events() return "r" end
 function methods.timeout() return nil end
 function methods:receive()
-  if self:done() then return true end
+  if self:ready() then return true end
   return nil, "timeout"
 end
 
@@ -43,13 +43,13 @@ end
 -- longpoll.await_hook(req) when set (copas: copas.receive), through
 -- cqueues.poll(req) in a coroutine that cqueues runs, or else yields `req`
 -- to a plain scheduler that resumes it when it likes (fd readable, done()).
-function methods:await()
+local function suspend_until_ready(self, name, instead)
   if not isyieldable() then
-    error("longpoll.request:await: not inside a coroutine (use run())", 2)
+    error(("longpoll.request:%s: not inside a coroutine (use %s())"):format(name, instead), 3)
   end
   self:start()
   local cq = package.loaded.cqueues
-  while not self:done() do
+  while not self:ready() do
     if M.await_hook then
       M.await_hook(self)
     elseif cq and cq.running and select(2, cq.running()) then
@@ -58,7 +58,31 @@ function methods:await()
       yield(self)
     end
   end
+end
+
+function methods:await()
+  suspend_until_ready(self, "await", "run")
   return self:run()
+end
+
+-- req:await_next(): the coroutine form of req:next() for stream requests:
+-- suspends the calling coroutine (as await does) until a message is queued
+-- or the stream ended, then returns what next() returns
+function methods:await_next()
+  suspend_until_ready(self, "await_next", "next")
+  return self:next(0)
+end
+
+-- for msg in req:messages() do ... end: every message of a stream request,
+-- blocking this OS thread between them (as next()); the loop ends when the
+-- stream ends cleanly or is canceled, and raises the error object when it
+-- fails (err.kind as next() gives it)
+function methods:messages()
+  return function()
+    local msg, err = self:next()
+    if msg == nil and err and err.kind ~= "canceled" then error(err, 0) end
+    return msg
+  end
 end
 
 -- longpoll.subscribe(opts): loaded on first use (see longpoll/subscribe.lua)

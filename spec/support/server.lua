@@ -24,6 +24,18 @@
 --   /endless?chunk=&interval_ms=   held; chunked 'x' chunks (default 16384 bytes) forever
 --   /drip?bytes=N&interval_ms=M    held; Content-Length N (10), one 'x' every M ms (100)
 --   /silence                   held; never answers   /close   FIN without response
+--   /stream/<fmt>?n=&size=&chunk=&interval_ms=&first=&retry=&bom=1&end=0   (fmt: ndjson,
+--                              json-seq, lines, sse) held; chunked: messages first..n (1..10)
+--                              {"n":i,"pad":"pp.."} of about `size` bytes (32), as NDJSON lines,
+--                              RS-prefixed texts, plain lines or SSE events (id: i, event: tick,
+--                              data: <json>; after a Last-Event-ID: L request header from L+1;
+--                              retry=R sends "retry: R" first), cut into HTTP chunks of `chunk`
+--                              bytes (0: 256 KiB) written one at a time, interval_ms apart;
+--                              then the end of the body, or with end=0 held until the client
+--                              leaves. bom=1 starts with a UTF-8 BOM
+--   /sse/<ch>?close_after=&retry=   held; SSE of channel <ch> (see /publish): every message
+--                              with id > Last-Event-ID (0) as "id: <id>\ndata: <data>\n\n", as
+--                              it is published; ends the body after close_after events
 --   /redirect?to=&status=      S (302) Location: to (default /json)
 --   /redirect-loop?n=K         302 -> /redirect-loop?n=K+1      /redirect-file  302 -> file:///etc/passwd
 --   POST|PUT /publish/<ch>     body = one message, or a JSON array of strings = a burst;
@@ -567,6 +579,82 @@ local function send_drip(req)
   tick()
 end
 
+-- /stream/<fmt>: one message of format fmt
+local STREAM_TYPES = {
+  ndjson = "application/x-ndjson", ["json-seq"] = "application/json-seq",
+  lines = "text/plain", sse = "text/event-stream",
+}
+
+local function stream_msg(fmt, i, size)
+  local head = ('{"n":%d,"pad":"'):format(i)
+  local json = head .. ("p"):rep(math.max(0, size - #head - 2)) .. '"}'
+  if fmt == "json-seq" then return "\30" .. json .. "\n" end
+  if fmt == "sse" then return ("id: %d\nevent: tick\ndata: %s\n\n"):format(i, json) end
+  return json .. "\n"
+end
+
+-- write a chunked body piece by piece, one write in flight; next_piece() -> string or nil
+-- (the end: finish, or hold when keep_open); interval ms between pieces
+local function send_pieces(req, headers, next_piece, interval, keep_open)
+  local conn = req.conn
+  local timer
+  hold(req)
+  req.on_close = function() close_handle(timer) end
+  local function more()
+    if req.done or conn.closed then return end
+    local piece = next_piece()
+    if not piece then
+      if not keep_open then
+        write(conn, "0\r\n\r\n")
+        finish(req)
+      end
+      return
+    end
+    local function go() if not req.done then write(conn, { ("%x\r\n"):format(#piece), piece, "\r\n" }, more) end end
+    if interval > 0 then timer = new_timer(interval, go) else go() end
+  end
+  headers[#headers + 1] = { "Transfer-Encoding", "chunked" }
+  headers[#headers + 1] = { "Cache-Control", "no-cache" }
+  write(conn, head_string(req, 200, headers), more)
+end
+
+local function send_stream(req, fmt)
+  local n = num_field(req, "n", 10)
+  local size = num_field(req, "size", 32)
+  local chunk = num_field(req, "chunk", 0)
+  local interval = num_field(req, "interval_ms", 0)
+  local first = num_field(req, "first", 1)
+  if not (n and size and chunk and interval and first) then
+    return respond(req, 400, nil, "bad n/size/chunk/interval_ms/first\n", "text/plain")
+  end
+  if chunk <= 0 then chunk = BIG_CHUNK end
+  if fmt == "sse" and tonumber(req.headers["last-event-id"] or "") then
+    first = tonumber(req.headers["last-event-id"]) + 1
+  end
+  local pending, i = {}, math.floor(first)
+  if req.args.bom == "1" then pending[1] = "\239\187\191" end
+  if fmt == "sse" and req.args.retry then pending[#pending + 1] = "retry: " .. req.args.retry .. "\n\n" end
+  local buf = table.concat(pending)
+  local function next_piece()
+    while #buf < chunk and i <= n do
+      local parts, k = { buf }, #buf
+      while k < chunk and i <= n do
+        local m = stream_msg(fmt, i, size)
+        parts[#parts + 1] = m
+        k = k + #m
+        i = i + 1
+      end
+      buf = table.concat(parts)
+    end
+    if buf == "" then return nil end
+    local piece = buf:sub(1, chunk)
+    buf = buf:sub(chunk + 1)
+    return piece
+  end
+  send_pieces(req, { { "Content-Type", STREAM_TYPES[fmt] } }, next_piece, interval,
+    req.args["end"] == "0")
+end
+
 ---------------------------------------------------------------------------------------------
 -- channels
 ---------------------------------------------------------------------------------------------
@@ -625,6 +713,34 @@ local function poll_body(ch, ids)
     items[i] = cjson.encode({ id = tostring(id), data = ch.msgs[id] })
   end
   return json_array(items)
+end
+
+-- /sse/<ch>: the channel's messages after Last-Event-ID, as SSE, as they are published
+local function do_sse(req, name)
+  local ch = channel(name)
+  local conn = req.conn
+  local last = math.floor(tonumber(req.headers["last-event-id"] or "") or 0)
+  local close_after = num_field(req, "close_after", nil)
+  local sent = 0
+  local function chunk(s) return { ("%x\r\n"):format(#s), s, "\r\n" } end
+  local function flush()
+    if req.done or conn.closed then return end
+    while last < ch.last do
+      last = last + 1
+      write(conn, chunk(("id: %d\ndata: %s\n\n"):format(last, ch.msgs[last])))
+      sent = sent + 1
+      if close_after and sent >= close_after then
+        write(conn, "0\r\n\r\n")
+        return finish(req)
+      end
+    end
+    park(req, ch, { req = req, ready = function(c) return c.last > last end, answer = flush }, nil)
+  end
+  local head = head_string(req, 200, { { "Content-Type", "text/event-stream" },
+    { "Transfer-Encoding", "chunked" }, { "Cache-Control", "no-cache" } })
+  write(conn, head)
+  if req.args.retry then write(conn, chunk("retry: " .. req.args.retry .. "\n\n")) end
+  flush()
 end
 
 local function do_publish(req, name)
@@ -881,6 +997,10 @@ function on_request(req)
     return send_endless(req)
   elseif path == "/drip" then
     return send_drip(req)
+  elseif path:match("^/stream/") then
+    local fmt = path:match("^/stream/(.+)$")
+    if not STREAM_TYPES[fmt] then return respond(req, 404, nil, "no such format\n", "text/plain") end
+    return send_stream(req, fmt)
   elseif path == "/silence" then
     hold(req)
     return
@@ -901,6 +1021,11 @@ function on_request(req)
   if ch then
     if m ~= "POST" and m ~= "PUT" then return respond(req, 405, { { "Allow", "POST" } }, "") end
     return do_publish(req, ch)
+  end
+  ch = path:match("^/sse/(.+)$")
+  if ch then
+    if inject(req) then return end
+    return do_sse(req, ch)
   end
   ch = path:match("^/poll/(.+)$")
   if ch then
