@@ -27,9 +27,12 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,6 +118,7 @@ lp_req *lp_req_new(void) {
   atomic_init(&r->state, LP_READY);
   pthread_mutex_init(&r->mu, NULL);
   r->efd = -1;
+  r->sock = -1;
   r->opts.verify = 1;
   r->opts.stream = -1;
   atomic_init(&r->rx_total, -1);
@@ -510,6 +514,15 @@ static CURLcode stream_finish(lp_req *r) {
   return rc == LP_STREAM_OK ? CURLE_OK : CURLE_WRITE_ERROR;
 }
 
+/* whether a stream's transfer is paused until its reader takes messages */
+static int stream_paused(lp_req *r) {
+  int paused;
+  pthread_mutex_lock(&r->mu);
+  paused = r->paused;
+  pthread_mutex_unlock(&r->mu);
+  return paused;
+}
+
 /* a reader took messages off a full queue: go on reading */
 static void stream_resume(lp_engine *e, lp_req *r) {
   CURLcode c = curl_easy_pause(r->easy, CURLPAUSE_CONT);
@@ -585,6 +598,7 @@ struct lp_sock {
   unsigned short lport, rport;  /* lport 0: not read yet */
   unsigned char raddr[16];      /* the peer, as libcurl connected it */
   int next;                     /* chain in e->lhash (lport known) or e->unlearned */
+  lp_req *users;                /* attached transfers on it (r->snext), from on_prereq */
 };
 
 static lp_sock *sock_get(lp_engine *e, curl_socket_t fd) {
@@ -600,7 +614,33 @@ static void sock_forget(lp_engine *e, int fd) {
   int *p = k->lport ? &e->lhash[k->lport % LP_SOCK_BUCKETS] : &e->unlearned;
   while (*p >= 0 && *p != fd) p = &e->socks[*p].next;
   if (*p == fd) *p = k->next;
+  while (k->users) {
+    lp_req *r = k->users;
+    k->users = r->snext;
+    r->sock = -1;
+    r->snext = r->sprev = NULL;
+  }
   k->open = 0;
+}
+
+/* r no longer uses the connection it was on */
+static void sock_leave(lp_engine *e, lp_req *r) {
+  if (r->sock < 0) return;
+  if (r->sprev) r->sprev->snext = r->snext;
+  else e->socks[r->sock].users = r->snext;
+  if (r->snext) r->snext->sprev = r->sprev;
+  r->snext = r->sprev = NULL;
+  r->sock = -1;
+}
+
+/* r now uses socket k (a connection: several transfers share one over HTTP/2) */
+static void sock_join(lp_engine *e, lp_req *r, lp_sock *k) {
+  sock_leave(e, r);
+  r->sock = (int)(k - e->socks);
+  r->sprev = NULL;
+  r->snext = k->users;
+  if (k->users) k->users->sprev = r;
+  k->users = r;
 }
 
 /* read the local port of sockets that have none yet (each once in its life:
@@ -614,9 +654,8 @@ static void sock_learn(lp_engine *e) {
     socklen_t alen = sizeof a;
     unsigned short port = 0;
     if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
-      *p = k->next;             /* closed behind our back (see on_open_socket) */
-      k->open = 0;
-      continue;
+      sock_forget(e, fd);       /* closed behind our back (see on_open_socket) */
+      continue;                 /* *p holds the next one now */
     }
     port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
                                          : ((struct sockaddr_in *)&a)->sin_port);
@@ -738,11 +777,13 @@ static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port,
   long connects = 0;
   (void)local_ip;
   curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
+  k = sock_find(r->engine, local_port, peer_port, peer_ip);
+  if (k) sock_join(r->engine, r, k);
+  else sock_leave(r->engine, r);
   if (connects != r->connects) {      /* a new connection: nothing to fear */
     r->connects = connects;
     return CURL_PREREQFUNC_OK;
   }
-  k = sock_find(r->engine, local_port, peer_port, peer_ip);
   if (!k || !k->h1 || sock_quiet((curl_socket_t)(k - r->engine->socks)))
     return CURL_PREREQFUNC_OK;
   r->stale_conn = 1;
@@ -850,6 +891,7 @@ static void detach(lp_engine *e, lp_req *r) {
   /* fails only for a handle not in the multi (a bug) or when called from a
      libcurl callback (never): cleanup removes it then anyway */
   if (h) (void)curl_multi_remove_handle(e->multi, h);
+  sock_leave(e, r);
   r->easy = NULL;
   curl_easy_cleanup(h);
   if (r->aprev) r->aprev->anext = r->anext; else e->active = r->anext;
@@ -861,6 +903,32 @@ static void detach(lp_engine *e, lp_req *r) {
     drop_queue(r);
   }
   lp_req_release(r);
+}
+
+/* A canceled transfer leaves so that the server learns it at once. Over
+   HTTP/1 libcurl closes the connection (the transfer ends early). Over
+   HTTP/2 it queues a RST_STREAM, but libcurl 7.88.1 keeps frames under
+   1 KiB in a buffer that only the next send on the connection flushes
+   (lib/http2.c: send_callback buffers them; http2_data_done calls
+   nghttp2_session_send, not flush_output): the server would hold the stream
+   until other traffic came. So when no other transfer uses the connection,
+   CURLOPT_FORBID_REUSE makes libcurl close it (the server drops every stream
+   on it; libcurl keeps a connection that others still use), and when others
+   do, unpausing one of them makes libcurl flush the connection's output
+   (curl_easy_pause -> http2_data_pause -> h2_session_send). */
+static void drop_canceled(lp_engine *e, lp_req *r) {
+  lp_req *other = r->sock >= 0 ? e->socks[r->sock].users : NULL;
+  /* not a stream paused for its full queue: unpausing would resume it */
+  while (other && (other == r || !other->easy || stream_paused(other)))
+    other = other->snext;
+  curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+  detach(e, r);
+  if (other) {
+    /* fails only for a transfer with no stream yet: the reset then goes out
+       with the connection's next frame, as it would without this */
+    (void)curl_easy_pause(other->easy, CURLPAUSE_RECV);
+    (void)curl_easy_pause(other->easy, CURLPAUSE_CONT);
+  }
 }
 
 static void attach(lp_engine *e, lp_req *r) {
@@ -908,6 +976,7 @@ static lp_kind kind_of(lp_req *r, CURLcode c) {
 static int resend_fresh(lp_engine *e, lp_req *r) {
   CURL *h = r->easy;
   (void)curl_multi_remove_handle(e->multi, h); /* as in detach */
+  sock_leave(e, r);
   curl_easy_cleanup(h);
   r->easy = NULL;
   r->stale_conn = 0;
@@ -993,7 +1062,7 @@ static int drain(lp_engine *e) {
       if (!stop) { attach(e, r); continue; }
       settle_canceled(r);       /* started while the engine stops */
     }
-    if (r->easy && s == LP_CANCELED) detach(e, r);
+    if (r->easy && s == LP_CANCELED) drop_canceled(e, r);
     else if (r->easy && r->parser) stream_resume(e, r); /* queued by lp_req_take */
     lp_req_release(r);          /* the queue's reference */
   }
@@ -1044,6 +1113,9 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (in_set) watch_del(e, s);
     return 0;
   }
+  /* a socket libcurl made itself (its resolver's socketpair) is made
+     close-on-exec at first sight; F_SETFD cannot fail on it */
+  if (!k && !in_set) (void)fcntl(s, F_SETFD, FD_CLOEXEC);
   events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
   err = watch_set(e, s, events, in_set);
   if (err) {
@@ -1162,6 +1234,76 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+static int int_cmp(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* the process's open descriptors, sorted; NULL when /proc cannot be read */
+static int *fd_list(size_t *n) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *de;
+  int *fds = NULL;
+  size_t cap = 0;
+  *n = 0;
+  if (!d) return NULL;
+  while ((de = readdir(d))) {
+    int fd;
+    if (de->d_name[0] == '.') continue;
+    fd = atoi(de->d_name);
+    if (fd == dirfd(d)) continue;
+    if (*n == cap) {
+      int *p = realloc(fds, (cap ? cap * 2 : 64) * sizeof *p);
+      if (!p) break;
+      fds = p;
+      cap = cap ? cap * 2 : 64;
+    }
+    fds[(*n)++] = fd;
+  }
+  closedir(d);
+  if (fds) qsort(fds, *n, sizeof *fds, int_cmp);
+  return fds;
+}
+
+/* curl_multi_init, then close-on-exec for the socketpair libcurl 7.88.1
+   makes in it for curl_multi_wakeup (Curl_socketpair: no SOCK_CLOEXEC; we
+   never use it, but every child process would inherit it, #9.1). libcurl
+   says nothing of its descriptors, so they are found as the new ones of
+   their kind: an unnamed, non-blocking AF_UNIX stream socket that is not
+   close-on-exec; exactly two, or none is touched. */
+static CURLM *multi_init_cloexec(void) {
+  size_t nbefore, nafter, i, found = 0;
+  int *before = fd_list(&nbefore), *after, pair[2] = { -1, -1 };
+  CURLM *m = curl_multi_init();
+  if (!m || !before) {
+    free(before);
+    return m;
+  }
+  after = fd_list(&nafter);
+  for (i = 0; after && i < nafter; i++) {
+    int fd = after[i], v = 0;
+    socklen_t len = sizeof v;
+    struct sockaddr_un a;
+    socklen_t alen = sizeof a;
+    if (bsearch(&fd, before, nbefore, sizeof fd, int_cmp)) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) != 0 || v != AF_UNIX) continue;
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) != 0 || v != SOCK_STREAM) continue;
+    if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0 || alen > sizeof(sa_family_t)) continue;
+    if (!(fcntl(fd, F_GETFL) & O_NONBLOCK) || (fcntl(fd, F_GETFD) & FD_CLOEXEC)) continue;
+    if (found < 2) pair[found] = fd;
+    found++;
+  }
+  if (found == 2) {
+    /* F_SETFD cannot fail on an open descriptor */
+    (void)fcntl(pair[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(pair[1], F_SETFD, FD_CLOEXEC);
+  }
+  free(before);
+  free(after);
+  return m;
+}
+
 /* stop the worker and wait for it, with g_lock held; whatever is attached
    ends as canceled. Idempotent: the exit handler may have done it. */
 static void stop_worker(lp_engine *e) {
@@ -1223,7 +1365,7 @@ lp_engine *lp_engine_acquire(void) {
     e->unlearned = -1;
     for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
   }
-  if (e && (e->multi = curl_multi_init()) &&
+  if (e && (e->multi = multi_init_cloexec()) &&
       (e->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0 &&
       (e->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0) {
     struct epoll_event ev;

@@ -97,6 +97,8 @@ typedef struct lp_req {
   int fresh;                    /* worker only: resent on a new connection */
   int watch_err;                /* worker only: errno when its socket could not be watched */
   int head_at_start;            /* worker only: the next header line begins a block */
+  int sock;                     /* worker only: its connection's socket, or -1 */
+  struct lp_req *snext, *sprev; /* worker only: the other transfers on that socket */
   /* result: written by the worker while running */
   lp_kind kind;
   CURLcode curl_code;
