@@ -14,11 +14,17 @@
  * tears the transfer down. The worker finishes a request only if it is still
  * RUNNING when it takes req->mu, so a result can never overwrite a cancel.
  *
- * Lock order: g_lock -> (none); req->mu -> waiter->mu; e->qmu is never held
- * together with another lock.
+ * Scopes (lp_scope.c) end their requests through lp_req_end; a request that
+ * finishes leaves its scope (lp_scope_leave) first, with no lock held. The
+ * worker fires the deadlines of scopes: its epoll wait ends at the earlier
+ * of libcurl's timer and the first deadline.
+ *
+ * Lock order: g_lock -> (none); scope->mu -> req->mu -> waiter->mu (see
+ * lp_scope.c); e->qmu is taken last, never holding it while taking another.
  */
 #define _GNU_SOURCE
 #include "lp_engine.h"
+#include "lp_scope.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -40,17 +46,6 @@
 #define LP_HEAD_MAX (256 * 1024) /* cap on response header bytes */
 #define LP_SPIN_SECONDS 100e-6   /* lp_req_wait spins this long before sleeping */
 #define LP_SOCK_BUCKETS 1024     /* hash of libcurl's sockets by local port */
-
-struct lp_waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  lp_req *fired;
-};
-
-struct lp_wnode {
-  lp_waiter *w;
-  lp_wnode *next;
-};
 
 typedef struct lp_sock lp_sock;
 
@@ -95,11 +90,7 @@ int lp_state_finished(lp_state s) { return s >= LP_DONE; }
 
 lp_state lp_req_state(const lp_req *r) { return atomic_load(&r->state); }
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define now_seconds lp_clock
 
 /* make an eventfd readable. It cannot fail on a valid eventfd but with
    EAGAIN, when the counter is at its maximum: it is readable then anyway. */
@@ -117,7 +108,7 @@ lp_req *lp_req_new(void) {
   atomic_init(&r->refs, 1);
   atomic_init(&r->state, LP_READY);
   pthread_mutex_init(&r->mu, NULL);
-  r->efd = -1;
+  r->notify.efd = -1;
   r->sock = -1;
   r->opts.verify = 1;
   r->opts.stream = -1;
@@ -163,27 +154,26 @@ void lp_req_release(lp_req *r) {
   buf_free(&r->body);
   buf_free(&r->head);
   free(r->effective_url);
-  if (r->efd >= 0) close(r->efd);
+  lp_notify_close(&r->notify);
   pthread_mutex_destroy(&r->mu);
+  if (r->scope) lp_scope_release(r->scope);
   free(r);
 }
 
-/* wake whoever waits on r; called with r->mu held, after the state changed */
-static void notify_locked(lp_req *r) {
-  lp_wnode *node;
-  for (node = r->waiters; node; node = node->next) {
-    lp_waiter *w = node->w;
-    pthread_mutex_lock(&w->mu);
-    if (!w->fired) w->fired = r;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-  }
-  if (r->efd >= 0) efd_signal(r->efd);
+/* wake whoever waits on r; called with r->mu held, after it got ready */
+static void notify_locked(lp_req *r) { lp_notify_wake(&r->notify); }
+
+/* r is about to finish by this thread's hand: it leaves its scope first, so
+   whoever sees it finished sees it gone from there. With no lock held (the
+   scope's lock comes before r->mu) */
+static void leave_scope(lp_req *r) {
+  if (r->scope && !lp_state_finished(atomic_load(&r->state))) lp_scope_leave(r);
 }
 
 /* move r from `from` to `to` if it is still there; 1 on success */
 static int transition(lp_req *r, lp_state from, lp_state to) {
   int ok = 0;
+  if (lp_state_finished(to)) leave_scope(r);
   pthread_mutex_lock(&r->mu);
   if (atomic_load(&r->state) == from) {
     atomic_store(&r->state, to);
@@ -230,12 +220,15 @@ int lp_req_start(lp_engine *e, lp_req *r) {
   return 1;
 }
 
-/* settle r as canceled unless it finished; returns the state it had */
-static lp_state settle_canceled(lp_req *r) {
+/* settle r as canceled for `why` unless it finished; returns the state it
+   had. It stays in its scope: the caller sees to that */
+static lp_state settle(lp_req *r, lp_kind why, const char *text) {
   lp_state was;
   pthread_mutex_lock(&r->mu);
   was = atomic_load(&r->state);
   if (!lp_state_finished(was)) {
+    r->why = why;
+    r->why_text = text;
     atomic_store(&r->state, LP_CANCELED);
     notify_locked(r);
   }
@@ -243,97 +236,54 @@ static lp_state settle_canceled(lp_req *r) {
   return was;
 }
 
-int lp_req_cancel(lp_req *r) {
-  lp_state was = settle_canceled(r);
+/* settle r as canceled (the engine stops), out of its scope */
+static lp_state settle_canceled(lp_req *r) {
+  leave_scope(r);
+  return settle(r, LP_ECANCELED, "request canceled");
+}
+
+int lp_req_end(lp_req *r, lp_kind why, const char *text) {
+  lp_state was = settle(r, why, text);
   if (was == LP_RUNNING) enqueue(r->engine, r); /* the worker tears it down */
   return !lp_state_finished(was);
 }
 
+int lp_req_cancel(lp_req *r) {
+  leave_scope(r);
+  return lp_req_end(r, LP_ECANCELED, "request canceled");
+}
+
 /* ---- waiting ---- */
 
-static void waiter_init(lp_waiter *w) {
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cv, &a);
-  pthread_condattr_destroy(&a);
-  pthread_mutex_init(&w->mu, NULL);
-  w->fired = NULL;
-}
+static int req_ready(const void *r) { return ready((lp_req *)r); }
 
-static void waiter_destroy(lp_waiter *w) {
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-}
-
-static void deadline_in(struct timespec *ts, double seconds) {
-  time_t whole = (time_t)seconds;             /* seconds < 1e9: no overflow */
-  long nsec;
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  nsec = ts->tv_nsec + (long)((seconds - (double)whole) * 1e9);
-  ts->tv_sec += whole + nsec / 1000000000L;
-  ts->tv_nsec = nsec % 1000000000L;
-}
-
-#define LP_FOREVER(s) (!((s) < 1e9))          /* >= 1e9 s, infinite or NaN */
-
-/* unlink `node` from r's waiters; with r->mu held */
-static void unlink_waiter(lp_req *r, lp_wnode *node) {
-  lp_wnode **p;
-  for (p = &r->waiters; *p; p = &(*p)->next)
-    if (*p == node) { *p = node->next; return; }
+static lp_waitable waitable(lp_req *r) {
+  lp_waitable w;
+  w.mu = &r->mu;
+  w.n = &r->notify;
+  w.ready = req_ready;
+  w.obj = r;
+  return w;
 }
 
 lp_req *lp_wait_any(lp_req *const *reqs, size_t n, double seconds) {
-  lp_waiter w;
-  lp_wnode local[8], *nodes = local;
-  lp_req *found = NULL;
-  size_t i, registered = 0;
-  int forever = seconds < 0 || LP_FOREVER(seconds);
-  for (i = 0; i < n; i++)      /* fast path: one already finished */
+  lp_waitable local[8], *w = local;
+  size_t i, got;
+  for (i = 0; i < n; i++)      /* fast path: one already ready */
     if (ready(reqs[i])) return reqs[i];
   if (seconds == 0 || n == 0) return NULL;
-  if (n > 8 && !(nodes = malloc(n * sizeof *nodes))) {
+  if (n > 8 && !(w = malloc(n * sizeof *w))) {
     errno = ENOMEM;
     return NULL;
   }
-  waiter_init(&w);
-  for (i = 0; i < n && !found; i++) {
-    lp_req *r = reqs[i];
-    pthread_mutex_lock(&r->mu);
-    if (ready(r)) {
-      found = r;
-    } else {
-      nodes[i].w = &w;
-      nodes[i].next = r->waiters;
-      r->waiters = &nodes[i];
-      registered = i + 1;
-    }
-    pthread_mutex_unlock(&r->mu);
-  }
-  if (!found) {
-    struct timespec ts;
-    if (!forever) deadline_in(&ts, seconds);
-    pthread_mutex_lock(&w.mu);
-    while (!w.fired) {
-      int rc = forever ? pthread_cond_wait(&w.cv, &w.mu)
-                       : pthread_cond_timedwait(&w.cv, &w.mu, &ts);
-      if (rc != 0) break;     /* ETIMEDOUT (or an error: never spin on it) */
-    }
-    found = w.fired;
-    pthread_mutex_unlock(&w.mu);
-  }
-  for (i = 0; i < registered; i++) {
-    pthread_mutex_lock(&reqs[i]->mu);
-    unlink_waiter(reqs[i], &nodes[i]);
-    pthread_mutex_unlock(&reqs[i]->mu);
-  }
-  waiter_destroy(&w);
-  if (nodes != local) free(nodes);
-  return found;
+  for (i = 0; i < n; i++) w[i] = waitable(reqs[i]);
+  got = lp_notify_wait(w, n, seconds);
+  if (w != local) free(w);
+  return got < n ? reqs[got] : NULL;
 }
 
 int lp_req_wait(lp_req *r, double seconds) {
+  lp_waitable w = waitable(r);
   /* spin (yielding) for a short while first: an answer that comes within
      LP_SPIN_SECONDS then costs no sleep and wake-up of this thread, which is
      most of the cost of a quick request; a held poll pays the spin once */
@@ -345,18 +295,13 @@ int lp_req_wait(lp_req *r, double seconds) {
       if (ready(r)) return 1;
     } while (now_seconds() < end);
   }
-  return lp_wait_any(&r, 1, seconds) != NULL;
+  return lp_notify_wait(&w, 1, seconds) == 0;
 }
 
 int lp_req_fd(lp_req *r) {
   int fd;
   pthread_mutex_lock(&r->mu);
-  if (r->efd < 0) {
-    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->efd >= 0 && ready(r))
-      efd_signal(r->efd);
-  }
-  fd = r->efd;
+  fd = lp_notify_fd(&r->notify, ready(r));
   pthread_mutex_unlock(&r->mu);
   return fd;
 }
@@ -377,12 +322,8 @@ lp_msg *lp_req_take(lp_req *r, size_t max) {
     last->next = NULL;
     atomic_fetch_sub(&r->nqueued, k);
   }
-  if (atomic_load(&r->nqueued) == 0 && r->efd >= 0 &&
-      !lp_state_finished(atomic_load(&r->state))) {
-    uint64_t v;                 /* nothing to read now: not readable */
-    ssize_t n = read(r->efd, &v, sizeof v);
-    (void)n;                    /* EAGAIN: it was not */
-  }
+  if (atomic_load(&r->nqueued) == 0 && !lp_state_finished(atomic_load(&r->state)))
+    lp_notify_clear(&r->notify);  /* nothing to read now: not readable */
   if (r->paused && atomic_load(&r->nqueued) <= r->opts.max_queued / 2) {
     r->paused = 0;
     resume = 1;
@@ -1189,8 +1130,10 @@ static void *worker_main(void *arg) {
   struct epoll_event evs[LP_EVENTS];
   while (!drain(e)) {
     int timeout = -1, n, i;
-    if (e->timer_at >= 0) {
-      double left = e->timer_at - now_seconds();
+    double at = e->timer_at, deadline = lp_scope_next_deadline();
+    if (deadline >= 0 && (at < 0 || deadline < at)) at = deadline;
+    if (at >= 0) {
+      double left = at - now_seconds();
       timeout = left <= 0 ? 0 : left > 86400.0 ? 86400000 : (int)(left * 1000.0) + 1;
     }
     n = epoll_wait(e->ep, evs, LP_EVENTS, timeout);
@@ -1221,6 +1164,7 @@ static void *worker_main(void *arg) {
       e->timer_at = -1;
       socket_action(e, CURL_SOCKET_TIMEOUT, 0);
     }
+    if (deadline >= 0 && now_seconds() >= deadline) lp_scope_expire(now_seconds());
     if (e->watch_failed) fail_unwatched(e);
     reap(e);
   }
@@ -1424,6 +1368,12 @@ void lp_engine_release(lp_engine *e) {
   close(e->wfd);
   pthread_mutex_destroy(&e->qmu);
   free(e);
+  pthread_mutex_unlock(&g_lock);
+}
+
+void lp_engine_deadlines_changed(void) {
+  pthread_mutex_lock(&g_lock);
+  if (g_engine) wake_worker(g_engine);
   pthread_mutex_unlock(&g_lock);
 }
 

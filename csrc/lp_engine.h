@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <curl/curl.h>
 
+#include "lp_notify.h"
 #include "lp_stream.h"
 
 typedef enum lp_state {
@@ -76,17 +77,25 @@ typedef struct lp_msg {
 } lp_msg;
 
 typedef struct lp_engine lp_engine;
-typedef struct lp_waiter lp_waiter;
-typedef struct lp_wnode lp_wnode;    /* a waiter's entry in a request's list */
+typedef struct lp_scope lp_scope;
 
 typedef struct lp_req {
   lp_opts opts;
   atomic_int refs;
   _Atomic lp_state state;
-  pthread_mutex_t mu;           /* guards state changes, waiters, efd */
-  lp_wnode *waiters;            /* the threads blocked on this request */
-  int efd;                      /* eventfd made by lp_req_fd, or -1 */
+  pthread_mutex_t mu;           /* guards state changes, notify, why */
+  lp_notify notify;             /* who waits for it to be ready */
   lp_engine *engine;            /* set by lp_req_start */
+  /* why a CANCELED request ended: LP_ECANCELED or LP_ETIMEOUT (its scope's
+     deadline), and a static text; set before the state, under mu */
+  lp_kind why;
+  const char *why_text;
+  /* the cancel scope it runs under (lp_scope_add, before it starts; the
+     record holds a share of it), and its links in the scope's list of
+     unfinished requests (guarded by the scope's lock, see lp_scope.c) */
+  lp_scope *scope;
+  struct lp_req *scope_prev, *scope_next;
+  int in_scope;
   /* engine-private links (worker thread and queue lock) */
   struct lp_req *qnext;
   int queued;                   /* guarded by the engine's queue lock */
@@ -129,6 +138,9 @@ typedef struct lp_req {
 /* process-wide engine, reference counted; the first acquire starts the worker */
 lp_engine *lp_engine_acquire(void);
 void lp_engine_release(lp_engine *e);
+/* a scope's deadline came before the others (lp_scope.c): the worker, if it
+   runs, looks at them again (lp_scope_next_deadline) */
+void lp_engine_deadlines_changed(void);
 /* connection limits for the multi handle (0 = unlimited); applied by the worker */
 void lp_engine_configure(lp_engine *e, long max_host_connections,
                          long max_connections);
@@ -142,6 +154,10 @@ void lp_req_release(lp_req *r);
 int lp_req_start(lp_engine *e, lp_req *r);
 /* end an unfinished request; 1 when this call ended it. Never blocks. */
 int lp_req_cancel(lp_req *r);
+/* end an unfinished request as canceled for `why` (LP_ECANCELED or
+   LP_ETIMEOUT, told by the static `text`) and leave it in its scope's list:
+   what a scope does to its requests, holding its own lock */
+int lp_req_end(lp_req *r, lp_kind why, const char *text);
 lp_state lp_req_state(const lp_req *r);
 /* free the body and header buffers of a DONE or FAILED request once the
    caller has copied them; a no-op in any other state (after a cancel they

@@ -22,18 +22,28 @@ describe("a C host with Lua states on 4 threads", function()
     assert.truthy(srv:wait_held(0, 5))
   end)
 
-  it("the C engine serves several threads waiting on one request, and a cancel between them", function()
-    for _, bin in ipairs({ "build/engine_test", os.getenv("LONGPOLL_HOST_TEST_TSAN") and
-        os.getenv("LONGPOLL_HOST_TEST_TSAN"):gsub("host_test$", "engine_test") or nil }) do
-      local out, ok, how, code = proc.run(("TSAN_OPTIONS='halt_on_error=1 exitcode=66' timeout 60 %s %s"):format(
+  -- a C test of csrc/ without Lua (spec/host/<name>.c), and its
+  -- ThreadSanitizer build when scripts/test.sh made one
+  local function c_test(name)
+    local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
+    for _, bin in ipairs({ "build/" .. name, tsan and tsan:gsub("host_test$", name) or nil }) do
+      local out, ok, how, code = proc.run(("TSAN_OPTIONS='halt_on_error=1 exitcode=66' timeout 120 %s %s"):format(
         bin, srv:url("")))
       assert.is_nil(out:find("ThreadSanitizer", 1, true), out)
       assert.is_true(ok, bin .. ": " .. out)
       assert.equals("exit", how)
       assert.equals(0, code)
-      assert.equals("engine: ok\n", out)
+      assert.equals(name:gsub("_test$", "") .. ": ok\n", out)
     end
     assert.truthy(srv:wait_held(0, 5))
+  end
+
+  it("the C engine serves several threads waiting on one request, and a cancel between them", function()
+    c_test("engine_test")
+  end)
+
+  it("the C cancel scopes: cancel from another thread, deadlines, leaving, threads at once", function()
+    c_test("scope_test")
   end)
 
   -- scripts/test.sh builds a ThreadSanitizer variant (build-tsan/host_test)

@@ -93,7 +93,7 @@ static double others_cpu_ns(int skip1, int skip2)
 static int registered(lp_req *r)
 {
     pthread_mutex_lock(&r->mu);
-    int yes = r->waiters != NULL;
+    int yes = r->notify.waiters != NULL;
     pthread_mutex_unlock(&r->mu);
     return yes;
 }

@@ -12,20 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lp_engine.h"
-
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c); exit(1); } } while (0)
-
-static lp_req *make(const char *base, const char *path) {
-  lp_req *r = lp_req_new();
-  CHECK(r);
-  CHECK(asprintf(&r->opts.url, "%s%s", base, path) > 0);
-  r->opts.method = strdup("GET");
-  r->opts.user_agent = strdup("engine_test");
-  r->opts.max_body = 1 << 20;
-  r->opts.connect_timeout_ms = 5000;
-  return r;
-}
+#include "c_test.h"
 
 struct waiter { lp_req *r; double seconds; int got; };
 
