@@ -151,6 +151,11 @@ void lp_req_release(lp_req *r) {
   free(r->opts.body);
   free(r->opts.cainfo);
   free(r->opts.user_agent);
+  free(r->opts.username);
+  if (r->opts.password) {       /* a secret: leave no copy in freed memory */
+    explicit_bzero(r->opts.password, strlen(r->opts.password));
+    free(r->opts.password);
+  }
   buf_free(&r->body);
   buf_free(&r->head);
   free(r->effective_url);
@@ -799,6 +804,15 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
      resolver thread (it finishes and frees itself) */
   curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
   curl_easy_setopt(h, CURLOPT_HTTP_VERSION, o->http_version);
+  if (o->username) {
+    curl_easy_setopt(h, CURLOPT_USERNAME, o->username);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, o->password);
+    curl_easy_setopt(h, CURLOPT_HTTPAUTH, o->httpauth);
+  }
+  if (o->fresh_connect) {
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+  }
   /* over TLS, wait for ALPN to multiplex on one connection rather than open
      more; not in cleartext: for HTTP/1.1 a held poll would hold back the
      rest, and libcurl 7.88 breaks streams that wait on an h2c connection

@@ -61,6 +61,9 @@ typedef struct lp_opts {
   size_t max_message;           /* stream: bound of one message */
   size_t max_queued;            /* stream: the transfer pauses at this many
                                    queued messages */
+  char *username, *password;    /* NULL: no credentials (CURLOPT_USERNAME) */
+  long httpauth;                /* CURLAUTH_* with username */
+  int fresh_connect;            /* a connection of its own, closed after */
 } lp_opts;
 
 /* one message of a stream as queued for the caller: one allocation, freed

@@ -37,6 +37,9 @@
 --                              with id > Last-Event-ID (0) as "id: <id>\ndata: <data>\n\n", as
 --                              it is published; ends the body after close_after events
 --   /redirect?to=&status=      S (302) Location: to (default /json)
+--   /auth?type=basic|digest    401 with a WWW-Authenticate challenge of that type (default
+--                              basic) until a request has an Authorization header; then 200
+--                              JSON {authorization = <that header>} (credentials not checked)
 --   /redirect-loop?n=K         302 -> /redirect-loop?n=K+1      /redirect-file  302 -> file:///etc/passwd
 --   POST|PUT /publish/<ch>     body = one message, or a JSON array of strings = a burst;
 --                              -> {"id":"<last id>"}; wakes parked requests
@@ -1010,6 +1013,15 @@ function on_request(req)
     local s = status_arg(req, 302)
     if not s then return respond(req, 400, nil, "bad status\n", "text/plain") end
     return respond(req, s, { { "Location", req.args.to or "/json" } }, "")
+  elseif path == "/auth" then
+    local got = req.headers.authorization
+    if not got then
+      local challenge = req.args.type == "digest"
+        and 'Digest realm="lp", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", qop="auth"'
+        or 'Basic realm="lp"'
+      return respond(req, 401, { { "WWW-Authenticate", challenge } }, "", "text/plain")
+    end
+    return respond_json(req, 200, { authorization = got })
   elseif path == "/redirect-loop" then
     local n = math.floor(tonumber(req.args.n or "0") or 0)
     return respond(req, 302, { { "Location", "/redirect-loop?n=" .. (n + 1) } }, "")
