@@ -2,15 +2,21 @@
  * longpoll.c - the Lua binding: turns lp_req records into `longpoll.request`
  * objects and their results into Lua values. Only this file knows Lua.
  *
- * Every function gets the per-state context as upvalue 1: a userdata holding
- * this state's share of the process-wide engine, with the JSON codec (encode,
- * decode, null) in its user values. The context is created in luaopen, before
- * any request, so at lua_close every request is finalized (canceled) before
- * the context drops the engine, and the engine's worker is joined before the
- * package library unloads this file.
+ * Lifetime. Each luaopen makes a context (a userdata): this state's share of
+ * the process-wide engine, the JSON codec (encode, decode, null) in its user
+ * values, and the list of its requests that were not finalized yet. Module
+ * functions get the context as upvalue 1; each request holds its own context
+ * (a pointer, and a user value that keeps it alive), so a request made before
+ * the module was loaded again still starts on the engine it was made for.
+ * Finalizers run newest first: at lua_close every request is finalized
+ * (canceled, released) before its context drops the engine, and the last
+ * share joins the worker before the package library unloads this file. A
+ * request made by a finalizer during lua_close is never finalized itself:
+ * its context's finalizer frees it; after that, request() raises.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,25 +32,47 @@
 
 #define LP_REQUEST "longpoll.request"
 #define LP_ERROR "longpoll.error"
+#define LP_CONTEXT "longpoll.context"
+#define LP_CONTEXTS "longpoll.contexts"   /* registry: live contexts of the state */
 #define LP_DEFAULT_MAX_BODY (16 * 1024 * 1024)
 #define LP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define LP_DEFAULT_MAX_MESSAGE (1024 * 1024)
 #define LP_DEFAULT_MAX_QUEUED 1000
+#define LP_DEFAULT_USER_AGENT "lua-longpoll/" LP_VERSION
+/* what a string body without a Content-Type is: RFC 9110 8.3's "no type" */
+#define LP_DEFAULT_BODY_TYPE "Content-Type: application/octet-stream"
+#define LP_JSON_BODY_TYPE "Content-Type: application/json"
+#define LP_WAIT_ANY_MAX (1 << 20)      /* requests in one wait_any */
+#define LP_URL_MEMO 4                  /* urls whose check is remembered */
 
 enum { DECODE_AUTO, DECODE_JSON, DECODE_NONE };
 enum { UV_CODEC_ENCODE = 1, UV_CODEC_DECODE, UV_CODEC_NULL };
-enum { UV_VALUE = 1, UV_SECOND };  /* cached results of a request */
+enum { UV_VALUE = 1, UV_SECOND, UV_CTX };  /* a request's user values */
+
+typedef struct lreq lreq;
 
 typedef struct lctx {
-  lp_engine *engine;
+  lp_engine *engine;            /* NULL: not started, or finalized */
+  int closed;                   /* the context was finalized */
+  int h2c_reuse_broken;         /* libcurl < 8.0.0: curl/curl#10634 */
+  lreq *live;                   /* requests not finalized yet */
+  char *buf;                    /* scratch for URLs and header lines */
+  size_t cap;
+  struct lmemo {                /* urls libcurl's parser accepted lately */
+    char *url;
+    size_t len;
+    int user;                   /* it has userinfo */
+  } memo[LP_URL_MEMO];
+  int memo_next;
 } lctx;
 
-typedef struct lreq {
-  lp_req *r;                    /* NULL once collected */
-  CURLU *u;                     /* only while the url is being built */
+struct lreq {
+  lp_req *r;                    /* NULL once finalized; linked in ctx->live while set */
+  lctx *ctx;                    /* kept alive by user value UV_CTX */
+  lreq *prev, *next;
   int decode;
   lp_state settled;             /* state of the cached results, or LP_READY */
-} lreq;
+};
 
 static const char *const state_names[] = {
   "ready", "running", "done", "failed", "canceled"
@@ -63,312 +91,44 @@ static lreq *check_request(lua_State *L, int i) {
   return q;
 }
 
+static int out_of_memory(lua_State *L) {
+  return luaL_error(L, "longpoll: out of memory");
+}
+
 static char *xstrdup(lua_State *L, const char *s, size_t len) {
   char *p = malloc(len + 1);
-  if (!p) luaL_error(L, "longpoll: out of memory");
+  if (!p) out_of_memory(L);
   memcpy(p, s, len);
   p[len] = '\0';
   return p;
 }
 
-/* ---- options ---- */
-
-/* the one list of request options: request_new accepts exactly these, and
-   the module exports them as core.options for the Lua layer */
-static const char *const opt_names[] = {
-  "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
-  "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
-  "http_version", "stream", "max_message", "max_queued", NULL
-};
-
-static int opt_error(lua_State *L, const char *name, const char *what) {
-  return luaL_error(L, "longpoll.request: option '%s' %s", name, what);
-}
-
-/* push opts[name], raw: no __index may run (and free a string we hold)
-   while options are read; returns its type */
-static int opt_get(lua_State *L, int o, const char *name) {
-  lua_pushstring(L, name);
-  return lua_rawget(L, o);
-}
-
-/* push opts[name]; error unless its type is `t` or nil; returns the type */
-static int opt_field(lua_State *L, int o, const char *name, int t) {
-  int got = opt_get(L, o, name);
-  if (got != LUA_TNIL && got != t) {
-    lua_pushfstring(L, "must be a %s (got %s)", lua_typename(L, t),
-                    luaL_typename(L, -1));
-    opt_error(L, name, lua_tostring(L, -1));
-  }
-  return got;
-}
-
-static const char *opt_string(lua_State *L, int o, const char *name,
-                              const char *def) {
-  const char *s = def;
-  if (opt_field(L, o, name, LUA_TSTRING) == LUA_TSTRING) s = lua_tostring(L, -1);
-  lua_pop(L, 1);                /* the string stays alive in opts */
-  return s;
-}
-
-static int opt_bool(lua_State *L, int o, const char *name, int def) {
-  int v = def;
-  if (opt_field(L, o, name, LUA_TBOOLEAN) == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* a duration in seconds as milliseconds (rounded up), `def` when absent */
-static long opt_seconds(lua_State *L, int o, const char *name, long def) {
-  long ms = def;
-  if (opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER) {
-    lua_Number s = lua_tonumber(L, -1);
-    if (!(s > 0 && s <= 86400.0 * 365))
-      opt_error(L, name, "must be a positive number of seconds");
-    ms = (long)ceil(s * 1000.0);
-  }
-  lua_pop(L, 1);
-  return ms;
-}
-
-/* a positive integer option as a size, `def` when absent; *given says if it was */
-static size_t opt_size(lua_State *L, int o, const char *name, size_t def, int *given) {
-  size_t v = def;
-  *given = opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER;
-  if (*given) {
-    lua_Number n = lua_tonumber(L, -1);
-    if (!(n >= 1 && n <= 9007199254740992.0 && n == floor(n)))
-      opt_error(L, name, "must be a positive integer");
-    v = (size_t)n;
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static int has_crlf(const char *s, size_t len) {
-  return memchr(s, '\r', len) || memchr(s, '\n', len);
-}
-
-static int is_token(const char *s) {
-  if (!*s) return 0;
-  for (; *s; s++)
-    if (*s <= 32 || *s >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *s)) return 0;
+/* room for `need` bytes in the context's scratch buffer; 0 when out of memory */
+static int reserve(lctx *c, size_t need) {
+  size_t cap = c->cap ? c->cap : 256;
+  char *p;
+  if (need <= c->cap) return 1;
+  while (cap < need) cap *= 2;
+  if (!(p = realloc(c->buf, cap))) return 0;
+  c->buf = p;
+  c->cap = cap;
   return 1;
 }
 
-/* headers table -> curl_slist on r; sets *has_ctype */
-static void opt_headers(lua_State *L, int o, lp_req *r, int *has_ctype) {
-  if (opt_field(L, o, "headers", LUA_TTABLE) == LUA_TTABLE) {
-    int t = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-      const char *name, *value;
-      size_t vlen;
-      struct curl_slist *l;
-      if (lua_type(L, -2) != LUA_TSTRING || !is_token(lua_tostring(L, -2)))
-        opt_error(L, "headers", "has a name that is not a valid header name");
-      name = lua_tostring(L, -2);
-      if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
-        lua_pushfstring(L, "value of '%s' must be a string", name);
-        opt_error(L, "headers", lua_tostring(L, -1));
-      }
-      lua_pushvalue(L, -1);     /* convert a copy, not the table value */
-      value = lua_tolstring(L, -1, &vlen);
-      if (has_crlf(value, vlen) || strlen(value) != vlen) {
-        lua_pushfstring(L, "value of '%s' contains CR, LF or NUL", name);
-        opt_error(L, "headers", lua_tostring(L, -1));
-      }
-      if (strcasecmp(name, "content-type") == 0) *has_ctype = 1;
-      /* "Name;" is curl's way to send a header with an empty value */
-      lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
-      l = curl_slist_append(r->opts.headers, lua_tostring(L, -1));
-      if (!l) luaL_error(L, "longpoll: out of memory");
-      r->opts.headers = l;
-      lua_pop(L, 3);
-    }
-  }
-  lua_pop(L, 1);
+/* append len bytes to the scratch buffer, which holds *n bytes */
+static void add_bytes(lua_State *L, lctx *c, size_t *n, const char *s, size_t len) {
+  if (!reserve(c, *n + len + 1)) out_of_memory(L);
+  memcpy(c->buf + *n, s, len);
+  *n += len;
 }
 
-/* push `s` percent-encoded by libcurl */
-static void push_escaped(lua_State *L, const char *s) {
-  char *e = curl_easy_escape(NULL, s, 0);
-  if (!e) luaL_error(L, "longpoll: out of memory");
-  lua_pushstring(L, e);
-  curl_free(e);
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* url plus the query table, URL-encoded by libcurl, into r->opts.url */
-static void opt_url(lua_State *L, int o, lreq *q) {
-  const char *url = opt_string(L, o, "url", NULL);
-  char *full = NULL;
-  if (!url) opt_error(L, "url", "is required");
-  if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
-    opt_error(L, "url", "must start with http:// or https://");
-  if (opt_field(L, o, "query", LUA_TTABLE) != LUA_TTABLE) {
-    /* no query to add: a cheap check here, libcurl parses it on the worker
-       (parsing it twice cost a fifth of the main thread's work per request) */
-    const char *host = strstr(url, "://") + 3, *p;
-    for (p = url; *p; p++)
-      if ((unsigned char)*p <= ' ' || *p == 0x7f) opt_error(L, "url", "is not a valid URL");
-    if (!*host || *host == '/' || *host == '?' || *host == '#' || *host == ':')
-      opt_error(L, "url", "is not a valid URL");
-    q->r->opts.url = xstrdup(L, url, strlen(url));
-    lua_pop(L, 1);
-    return;
-  }
-  if (!(q->u = curl_url())) luaL_error(L, "longpoll: out of memory");
-  if (curl_url_set(q->u, CURLUPART_URL, url, 0) != CURLUE_OK)
-    opt_error(L, "url", "is not a valid URL");
-  {
-    int t = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-      int kt = lua_type(L, -2), vt = lua_type(L, -1);
-      if ((kt != LUA_TSTRING && kt != LUA_TNUMBER) ||
-          (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN))
-        opt_error(L, "query", "must map names to strings or numbers");
-      /* name and value escaped apart: an '=' in the name stays in the name */
-      lua_pushvalue(L, -2);
-      push_escaped(L, lua_tostring(L, -1));
-      lua_replace(L, -2);
-      lua_pushliteral(L, "=");
-      if (vt == LUA_TBOOLEAN) lua_pushstring(L, lua_toboolean(L, -3) ? "true" : "false");
-      else lua_pushvalue(L, -3);
-      push_escaped(L, lua_tostring(L, -1));
-      lua_replace(L, -2);
-      lua_concat(L, 3);
-      if (curl_url_set(q->u, CURLUPART_QUERY, lua_tostring(L, -1), CURLU_APPENDQUERY)
-          != CURLUE_OK)
-        opt_error(L, "query", "could not be added to the URL");
-      lua_pop(L, 2);
-    }
-  }
-  lua_pop(L, 1);
-  if (curl_url_get(q->u, CURLUPART_URL, &full, 0) != CURLUE_OK)
-    opt_error(L, "url", "is not a valid URL");
-  q->r->opts.url = strdup(full);
-  curl_free(full);
-  curl_url_cleanup(q->u);
-  q->u = NULL;
-  if (!q->r->opts.url) luaL_error(L, "longpoll: out of memory");
-}
-
-/* body string (or table encoded with the codec) into r; 1 when it was a table */
-static int opt_body(lua_State *L, int o, lp_req *r) {
-  int t = opt_get(L, o, "body"), encoded = 0;
-  const char *s;
-  size_t len;
-  if (t == LUA_TNIL) { lua_pop(L, 1); return 0; }
-  if (t == LUA_TTABLE) {
-    lp_getuv(L, ctx_index, UV_CODEC_ENCODE);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-      lua_pushfstring(L, "could not be encoded as JSON: %s", lua_tostring(L, -1));
-      opt_error(L, "body", lua_tostring(L, -1));
-    }
-    encoded = 1;
-  } else if (t != LUA_TSTRING) {
-    opt_error(L, "body", "must be a string or a table");
-  }
-  s = lua_tolstring(L, -1, &len);
-  r->opts.body = xstrdup(L, s, len);
-  r->opts.body_len = len;
-  lua_pop(L, 1);
-  return encoded;
-}
-
-static void check_keys(lua_State *L, int o) {
-  lua_pushnil(L);
-  while (lua_next(L, o)) {
-    int i = 0;
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -2);
-      for (; opt_names[i] && strcmp(opt_names[i], k) != 0; i++) {}
-      if (opt_names[i]) { lua_pop(L, 1); continue; }
-      luaL_error(L, "longpoll.request: unknown option '%s'", k);
-    }
-    luaL_error(L, "longpoll.request: unknown option of type %s",
-               luaL_typename(L, -2));
-  }
-}
-
-/* stream, max_message, max_queued into r */
-static void opt_stream(lua_State *L, int o, lp_req *r) {
-  const char *s = opt_string(L, o, "stream", NULL);
-  int given_message, given_queued;
-  if (s && (r->opts.stream = lp_stream_format_of(s)) < 0)
-    opt_error(L, "stream", "must be \"sse\", \"ndjson\", \"json-seq\" or \"lines\"");
-  r->opts.max_message = opt_size(L, o, "max_message", LP_DEFAULT_MAX_MESSAGE, &given_message);
-  r->opts.max_queued = opt_size(L, o, "max_queued", LP_DEFAULT_MAX_QUEUED, &given_queued);
-  if (!s && (given_message || given_queued))
-    opt_error(L, given_message ? "max_message" : "max_queued", "applies only with 'stream'");
-}
-
-/* longpoll.request(opts): validate opts into a new record; sends nothing */
-static int request_new(lua_State *L) {
-  static const char *const decodes[] = {"auto", "json", "none", NULL};
-  static const char *const versions[] = {"auto", "1.1", "2", NULL};
-  static const long curl_versions[] = {
-    CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-  };
-  lctx *c = get_ctx(L);
-  lreq *q;
-  lp_req *r;
-  const char *method, *s;
-  int has_ctype = 0, i;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  check_keys(L, 1);
-  if (!c->engine) luaL_error(L, "longpoll: the engine could not be started");
-  /* a safe, empty object first: from here on __gc frees what we attach */
-  q = (lreq *)lp_newuserdata(L, sizeof *q, 2);
-  memset(q, 0, sizeof *q);
-  luaL_setmetatable(L, LP_REQUEST);
-  if (!(q->r = r = lp_req_new())) luaL_error(L, "longpoll: out of memory");
-  opt_url(L, 1, q);
-  opt_headers(L, 1, r, &has_ctype);
-  if (opt_body(L, 1, r) && !has_ctype) {
-    struct curl_slist *l = curl_slist_append(r->opts.headers,
-                                             "Content-Type: application/json");
-    if (!l) luaL_error(L, "longpoll: out of memory");
-    r->opts.headers = l;
-  }
-  method = opt_string(L, 1, "method", r->opts.body ? "POST" : "GET");
-  for (i = 0; method[i]; i++)
-    if (method[i] < 'A' || method[i] > 'Z') break;
-  if (i == 0 || method[i]) opt_error(L, "method", "must be an upper-case HTTP method");
-  r->opts.method = xstrdup(L, method, strlen(method));
-  r->opts.timeout_ms = opt_seconds(L, 1, "timeout", 0);
-  r->opts.connect_timeout_ms = opt_seconds(L, 1, "connect_timeout",
-                                           LP_DEFAULT_CONNECT_TIMEOUT_MS);
-  r->opts.max_body = LP_DEFAULT_MAX_BODY;
-  if (opt_field(L, 1, "max_body", LUA_TNUMBER) == LUA_TNUMBER) {
-    lua_Integer n = lua_tointeger(L, -1);
-    if (!lua_isinteger(L, -1) && (lua_Number)n != lua_tonumber(L, -1)) n = 0;
-    if (n <= 0) opt_error(L, "max_body", "must be a positive integer");
-    r->opts.max_body = (curl_off_t)n;
-  }
-  lua_pop(L, 1);
-  s = opt_string(L, 1, "decode", "auto");
-  for (q->decode = 0; decodes[q->decode] && strcmp(decodes[q->decode], s); q->decode++) {}
-  if (!decodes[q->decode]) opt_error(L, "decode", "must be \"auto\", \"json\" or \"none\"");
-  s = opt_string(L, 1, "http_version", "auto");
-  for (i = 0; versions[i] && strcmp(versions[i], s); i++) {}
-  if (!versions[i]) opt_error(L, "http_version", "must be \"auto\", \"1.1\" or \"2\"");
-  r->opts.http_version = curl_versions[i];
-  r->opts.follow_redirects = opt_bool(L, 1, "follow_redirects", 1);
-  r->opts.verify = opt_bool(L, 1, "verify", 1);
-  if ((s = opt_string(L, 1, "cainfo", NULL)))
-    r->opts.cainfo = xstrdup(L, s, strlen(s));
-  s = opt_string(L, 1, "user_agent", "lua-longpoll/" LP_VERSION);
-  if (has_crlf(s, strlen(s))) opt_error(L, "user_agent", "contains CR or LF");
-  r->opts.user_agent = xstrdup(L, s, strlen(s));
-  opt_stream(L, 1, r);
-  return 1;
-}
-
-/* ---- results ---- */
+/* ---- URLs and errors ---- */
 
 /* push `url` fit to print: any userinfo redacted, "http://user:***@host/"
    (a user name alone, which may be a token, becomes "***"); every URL the
@@ -419,6 +179,558 @@ static void push_error(lua_State *L, lp_kind kind, const char *cause,
   luaL_getmetatable(L, LP_ERROR);
   lua_setmetatable(L, -2);
 }
+
+/* ---- options ---- */
+
+/* the one list of request options: request_new accepts exactly these, and
+   the module exports them as core.options for the Lua layer */
+static const char *const opt_names[] = {
+  "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
+  "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
+  "http_version", "auth", "stream", "max_message", "max_queued", NULL
+};
+
+/* a request's options, read and checked before anything is allocated; the
+   strings point into Lua strings that stay on the stack until copied */
+typedef struct lstr {
+  const char *s;                /* NULL: absent */
+  size_t len;
+} lstr;
+
+typedef struct lspec {
+  lstr url, method, body, cainfo, user_agent, user, password;
+  int headers;                  /* stack index of the headers table, 0: none */
+  int has_ctype, has_authz, json_body, decode, follow_redirects, verify, fresh_connect;
+  long timeout_ms, connect_timeout_ms, http_version, httpauth;
+  curl_off_t max_body;
+  int stream;                   /* -1: the body whole, else an lp_stream_format */
+  size_t max_message, max_queued;
+} lspec;
+
+static int opt_error(lua_State *L, const char *name, const char *what) {
+  return luaL_error(L, "longpoll.request: option '%s' %s", name, what);
+}
+
+/* push t[key], raw (no __index may run while options are read); error
+   naming `name` unless its type is `type` or nil; returns the type */
+static int get_typed(lua_State *L, int t, const char *key, const char *name, int type) {
+  int got;
+  lua_pushstring(L, key);
+  got = lua_rawget(L, t);
+  if (got != LUA_TNIL && got != type) {
+    lua_pushfstring(L, "must be a %s (got %s)", lua_typename(L, type),
+                    luaL_typename(L, -1));
+    opt_error(L, name, lua_tostring(L, -1));
+  }
+  return got;
+}
+
+static int opt_field(lua_State *L, int o, const char *name, int type) {
+  return get_typed(L, o, name, name, type);
+}
+
+/* raise naming `name` when s holds a NUL byte (C would cut it there) */
+static void check_nul(lua_State *L, const char *name, const char *s, size_t len) {
+  if (memchr(s, '\0', len)) opt_error(L, name, "contains a NUL byte");
+}
+
+static int has_crlf(const char *s, size_t len) {
+  return memchr(s, '\r', len) || memchr(s, '\n', len);
+}
+
+/* push t[key] and read it as a string without NUL bytes; {NULL} when nil.
+   The value stays pushed: it keeps the string alive until it is copied */
+static lstr get_string(lua_State *L, int t, const char *key, const char *name) {
+  lstr v = {NULL, 0};
+  if (get_typed(L, t, key, name, LUA_TSTRING) == LUA_TSTRING) {
+    v.s = lua_tolstring(L, -1, &v.len);
+    check_nul(L, name, v.s, v.len);
+  }
+  return v;
+}
+
+static lstr opt_string(lua_State *L, int o, const char *name) {
+  return get_string(L, o, name, name);
+}
+
+/* t[key] as an index into `choices` (the first when absent) */
+static int get_choice(lua_State *L, int t, const char *key, const char *name,
+                      const char *const choices[], const char *what) {
+  lstr v = get_string(L, t, key, name);
+  int i = 0;
+  if (v.s) {
+    for (; choices[i] && strcmp(choices[i], v.s) != 0; i++) {}
+    if (!choices[i]) opt_error(L, name, what);
+  }
+  lua_pop(L, 1);
+  return i;
+}
+
+static int opt_bool(lua_State *L, int o, const char *name, int def) {
+  int v = def;
+  if (opt_field(L, o, name, LUA_TBOOLEAN) == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* a duration in seconds as milliseconds (rounded up), `def` when absent */
+static long opt_seconds(lua_State *L, int o, const char *name, long def) {
+  long ms = def;
+  if (opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER) {
+    lua_Number s = lua_tonumber(L, -1);
+    if (!(s > 0 && s <= 86400.0 * 365))
+      opt_error(L, name, "must be a positive number of seconds");
+    ms = (long)ceil(s * 1000.0);
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+/* a positive integer option as a size, `def` when absent; *given says if it was */
+static size_t opt_size(lua_State *L, int o, const char *name, size_t def, int *given) {
+  size_t v = def;
+  *given = opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER;
+  if (*given) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (!(n >= 1 && n <= 9007199254740992.0 && n == floor(n)))
+      opt_error(L, name, "must be a positive integer");
+    v = (size_t)n;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int is_token(const char *s, size_t len) {
+  size_t i;
+  if (len == 0) return 0;
+  for (i = 0; i < len; i++)
+    if (s[i] <= 32 || s[i] >= 127 || strchr("\"(),/:;<=>?@[\\]{}", s[i])) return 0;
+  return 1;
+}
+
+/* the text of a number for a URL or a header: integral values without ".0"
+   (98.0 is sent as 98: Lua 5.3+ would write "98.0"); NULL when not finite */
+static const char *number_text(lua_State *L, int i, char *buf, size_t size, size_t *len) {
+  lua_Number n = lua_tonumber(L, i);
+  int k;
+  if (LP_INTEGERS && lua_isinteger(L, i))
+    k = snprintf(buf, size, "%lld", (long long)lua_tointeger(L, i));
+  else if (n != n || n == HUGE_VAL || n == -HUGE_VAL)
+    return NULL;
+  else if (n == floor(n) && fabs(n) < 9007199254740992.0)
+    k = snprintf(buf, size, "%.0f", (double)n);
+  else
+    k = snprintf(buf, size, "%.14g", (double)n);  /* as Lua's tostring */
+  *len = (size_t)k;
+  return buf;
+}
+
+/* check the header at the top of the stack (name at -2, value at -1), put
+   its value's text in *v; sets sp->has_ctype and sp->has_authz */
+static void check_header(lua_State *L, lspec *sp, lstr *v, char *numbuf, size_t numsize) {
+  size_t nlen;
+  const char *name;
+  int vt = lua_type(L, -1);
+  if (lua_type(L, -2) != LUA_TSTRING)
+    opt_error(L, "headers", "has a name that is not a valid header name");
+  name = lua_tolstring(L, -2, &nlen);
+  check_nul(L, "headers", name, nlen);
+  if (!is_token(name, nlen))
+    opt_error(L, "headers", "has a name that is not a valid header name");
+  if (vt == LUA_TSTRING) {
+    v->s = lua_tolstring(L, -1, &v->len);
+  } else if (vt != LUA_TNUMBER ||
+             !(v->s = number_text(L, -1, numbuf, numsize, &v->len))) {
+    lua_pushfstring(L, "value of '%s' must be a string", name);
+    opt_error(L, "headers", lua_tostring(L, -1));
+  }
+  if (has_crlf(v->s, v->len) || memchr(v->s, '\0', v->len)) {
+    lua_pushfstring(L, "value of '%s' contains CR, LF or NUL", name);
+    opt_error(L, "headers", lua_tostring(L, -1));
+  }
+  if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) sp->has_ctype = 1;
+  if (nlen == 13 && strncasecmp(name, "authorization", 13) == 0) sp->has_authz = 1;
+}
+
+/* the headers table, checked; with r, also appended to r's header list */
+static void opt_headers(lua_State *L, lctx *c, int t, lspec *sp, lp_req *r) {
+  char num[64];
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lstr v;
+    size_t nlen, k = 0;
+    const char *name;
+    check_header(L, sp, &v, num, sizeof num);
+    if (r) {
+      struct curl_slist *l;
+      char *line;
+      name = lua_tolstring(L, -2, &nlen);
+      if (!reserve(c, nlen + v.len + 3)) out_of_memory(L);
+      line = c->buf;
+      memcpy(line, name, nlen);
+      while (k < v.len && (v.s[k] == ' ' || v.s[k] == '\t')) k++;
+      if (k == v.len) {         /* "" or blanks: "Name;" sends it empty */
+        memcpy(line + nlen, ";", 2);
+      } else {                  /* "Name: value" (blanks alone would drop it) */
+        memcpy(line + nlen, ": ", 2);
+        memcpy(line + nlen + 2, v.s, v.len);
+        line[nlen + 2 + v.len] = '\0';
+      }
+      if (!(l = curl_slist_append(r->opts.headers, line))) out_of_memory(L);
+      r->opts.headers = l;
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* append `s` percent-encoded by libcurl to the scratch buffer */
+static void add_escaped(lua_State *L, lctx *c, size_t *n, const char *s, size_t len) {
+  char *e;
+  size_t elen;
+  int ok;
+  if (len > INT_MAX / 3) opt_error(L, "query", "has a name or value too long");
+  if (!(e = curl_easy_escape(NULL, s, (int)len))) out_of_memory(L);
+  elen = strlen(e);
+  ok = reserve(c, *n + elen + 1);
+  if (ok) {
+    memcpy(c->buf + *n, e, elen);
+    *n += elen;
+  }
+  curl_free(e);                 /* before anything may raise */
+  if (!ok) out_of_memory(L);
+}
+
+/* append the text of the query key or value at `i` (a string, a number or a
+   boolean), percent-encoded */
+static void add_query_text(lua_State *L, lctx *c, size_t *n, int i) {
+  char num[64];
+  const char *s = NULL;
+  size_t len = 0;
+  switch (lua_type(L, i)) {
+  case LUA_TSTRING:             /* never lua_tolstring on a number key */
+    s = lua_tolstring(L, i, &len);
+    check_nul(L, "query", s, len);
+    break;
+  case LUA_TNUMBER:
+    s = number_text(L, i, num, sizeof num, &len);
+    break;
+  case LUA_TBOOLEAN:
+    s = lua_toboolean(L, i) ? "true" : "false";
+    len = strlen(s);
+    break;
+  }
+  if (!s || (i == -2 && lua_type(L, i) == LUA_TBOOLEAN))
+    opt_error(L, "query", "must map names to strings or finite numbers");
+  add_escaped(L, c, n, s, len);
+}
+
+/* the url with the query table appended, URL-encoded by libcurl, pushed */
+static lstr push_query_url(lua_State *L, lctx *c, lstr u, int t) {
+  const char *frag = memchr(u.s, '#', u.len);
+  size_t base = frag ? (size_t)(frag - u.s) : u.len, n = 0;
+  char sep = memchr(u.s, '?', base) ? '&' : '?';
+  lstr full;
+  if (base > 0 && (u.s[base - 1] == '?' || u.s[base - 1] == '&')) sep = 0;
+  add_bytes(L, c, &n, u.s, base);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    if (sep) add_bytes(L, c, &n, &sep, 1);
+    sep = '&';
+    add_query_text(L, c, &n, -2);  /* name and value apart: '=' stays in the name */
+    add_bytes(L, c, &n, "=", 1);
+    add_query_text(L, c, &n, -1);
+    lua_pop(L, 1);
+  }
+  add_bytes(L, c, &n, u.s + base, u.len - base);  /* the fragment, if any */
+  lua_pushlstring(L, c->buf, n);
+  full.s = lua_tolstring(L, -1, &full.len);
+  return full;
+}
+
+/* libcurl's URL parser on `u`: CURLUE_OK, with *user set when it has
+   userinfo, or why not. Its verdicts on the last few urls are remembered:
+   a poll loop asks about the same url every time, and a parse costs about
+   6,000 instructions (bench/callgrind.sh) against a compare's few dozen */
+static CURLUcode check_url(lctx *c, lstr u, int *user) {
+  struct lmemo *m;
+  CURLU *h;
+  CURLUcode rc;
+  char *x = NULL;
+  int i;
+  for (i = 0; i < LP_URL_MEMO; i++) {
+    m = &c->memo[i];
+    if (m->url && m->len == u.len && memcmp(m->url, u.s, u.len) == 0) {
+      *user = m->user;
+      return CURLUE_OK;
+    }
+  }
+  if (!(h = curl_url())) return CURLUE_OUT_OF_MEMORY;
+  rc = curl_url_set(h, CURLUPART_URL, u.s, 0);
+  if (rc == CURLUE_OK) *user = curl_url_get(h, CURLUPART_USER, &x, 0) == CURLUE_OK;
+  curl_free(x);
+  curl_url_cleanup(h);
+  if (rc != CURLUE_OK) return rc;
+  m = &c->memo[c->memo_next];   /* remembered when there is room, else not */
+  free(m->url);
+  if ((m->url = malloc(u.len + 1))) {
+    memcpy(m->url, u.s, u.len + 1);
+    m->len = u.len;
+    m->user = *user;
+    c->memo_next = (c->memo_next + 1) % LP_URL_MEMO;
+  }
+  return CURLUE_OK;
+}
+
+/* url and query into sp->url (left on the stack). The url is checked by
+   libcurl's parser, the same way with or without a query; the query's names
+   and values, percent-encoded by libcurl, cannot make a valid url invalid */
+static void opt_url(lua_State *L, int o, lctx *c, lspec *sp) {
+  lstr u = opt_string(L, o, "url");
+  CURLUcode rc;
+  int user = 0;
+  if (!u.s) opt_error(L, "url", "is required");
+  if (strncasecmp(u.s, "http://", 7) != 0 && strncasecmp(u.s, "https://", 8) != 0)
+    opt_error(L, "url", "must start with http:// or https://");
+  if (strstr(u.s, "://")[3] == '/')       /* libcurl reads http:///x as http://x/ */
+    opt_error(L, "url", "is not a valid URL (no host)");
+  rc = check_url(c, u, &user);
+  if (rc == CURLUE_OUT_OF_MEMORY) out_of_memory(L);
+  if (rc != CURLUE_OK) {
+    lua_pushfstring(L, "is not a valid URL (%s)", curl_url_strerror(rc));
+    opt_error(L, "url", lua_tostring(L, -1));
+  }
+  if (user && sp->user.s) opt_error(L, "auth", "conflicts with credentials in the url");
+  if (opt_field(L, o, "query", LUA_TTABLE) == LUA_TTABLE)
+    u = push_query_url(L, c, u, lua_gettop(L));
+  sp->url = u;
+}
+
+/* auth = { user = s, password = s, type = "basic" | "digest" | "any" } */
+static void opt_auth(lua_State *L, int o, lspec *sp) {
+  static const char *const types[] = {"basic", "digest", "any", NULL};
+  static const long curl_types[] = {CURLAUTH_BASIC, CURLAUTH_DIGEST, CURLAUTH_ANY};
+  int t;
+  if (opt_field(L, o, "auth", LUA_TTABLE) != LUA_TTABLE) return;
+  t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (strcmp(k, "user") && strcmp(k, "password") && strcmp(k, "type"))
+      opt_error(L, "auth", "takes only user, password and type");
+    lua_pop(L, 1);
+  }
+  /* never a value in a message: these are secrets */
+  sp->user = get_string(L, t, "user", "auth.user");
+  sp->password = get_string(L, t, "password", "auth.password");
+  if (!sp->user.s || !sp->password.s)
+    opt_error(L, "auth", "needs a user and a password (strings)");
+  if (memchr(sp->user.s, ':', sp->user.len) || has_crlf(sp->user.s, sp->user.len))
+    opt_error(L, "auth.user", "contains ':', CR or LF");
+  if (has_crlf(sp->password.s, sp->password.len))
+    opt_error(L, "auth.password", "contains CR or LF");
+  sp->httpauth = curl_types[get_choice(L, t, "type", "auth.type", types,
+                                       "must be \"basic\", \"digest\" or \"any\"")];
+}
+
+/* the body, a string or a table encoded with the codec, into sp->body (left
+   on the stack) */
+static void opt_body(lua_State *L, int o, lspec *sp) {
+  int t;
+  lua_pushliteral(L, "body");
+  t = lua_rawget(L, o);
+  if (t == LUA_TNIL) return;
+  if (t == LUA_TTABLE) {
+    lp_getuv(L, ctx_index, UV_CODEC_ENCODE);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_pushfstring(L, "could not be encoded as JSON: %s", lua_tostring(L, -1));
+      opt_error(L, "body", lua_tostring(L, -1));
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+      opt_error(L, "body", "could not be encoded as JSON (the encoder returned no string)");
+    sp->json_body = 1;
+  } else if (t != LUA_TSTRING) {
+    opt_error(L, "body", "must be a string or a table");
+  }
+  sp->body.s = lua_tolstring(L, -1, &sp->body.len);
+}
+
+static void check_keys(lua_State *L, int o) {
+  lua_pushnil(L);
+  while (lua_next(L, o)) {
+    int i = 0;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -2);
+      for (; opt_names[i] && strcmp(opt_names[i], k) != 0; i++) {}
+      if (opt_names[i]) { lua_pop(L, 1); continue; }
+      luaL_error(L, "longpoll.request: unknown option '%s'", k);
+    }
+    luaL_error(L, "longpoll.request: unknown option of type %s",
+               luaL_typename(L, -2));
+  }
+}
+
+/* stream, max_message, max_queued into sp */
+static void opt_stream(lua_State *L, int o, lspec *sp) {
+  lstr v = opt_string(L, o, "stream");
+  int given_message, given_queued;
+  sp->stream = -1;
+  if (v.s && (sp->stream = lp_stream_format_of(v.s)) < 0)
+    opt_error(L, "stream", "must be \"sse\", \"ndjson\", \"json-seq\" or \"lines\"");
+  lua_pop(L, 1);
+  sp->max_message = opt_size(L, o, "max_message", LP_DEFAULT_MAX_MESSAGE, &given_message);
+  sp->max_queued = opt_size(L, o, "max_queued", LP_DEFAULT_MAX_QUEUED, &given_queued);
+  if (!v.s && (given_message || given_queued))
+    opt_error(L, given_message ? "max_message" : "max_queued", "applies only with 'stream'");
+}
+
+/* every option read and checked into sp; nothing allocated but Lua values
+   on the stack, so a bad option raises with nothing to undo */
+static void read_options(lua_State *L, lctx *c, lspec *sp) {
+  static const char *const decodes[] = {"auto", "json", "none", NULL};
+  static const char *const versions[] = {"auto", "1.1", "2", NULL};
+  static const long curl_versions[] = {
+    CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+  };
+  int i;
+  check_keys(L, 1);
+  opt_auth(L, 1, sp);           /* before the url: both may carry credentials */
+  if (opt_field(L, 1, "headers", LUA_TTABLE) == LUA_TTABLE) {
+    sp->headers = lua_gettop(L);
+    opt_headers(L, c, sp->headers, sp, NULL);
+  }
+  if (sp->has_authz && sp->user.s)
+    opt_error(L, "auth", "conflicts with an Authorization header");
+  opt_url(L, 1, c, sp);
+  opt_body(L, 1, sp);
+  sp->method = opt_string(L, 1, "method");
+  if (!sp->method.s) {          /* the one place the default method is decided */
+    sp->method.s = sp->body.s ? "POST" : "GET";
+    sp->method.len = strlen(sp->method.s);
+  }
+  for (i = 0; i < (int)sp->method.len; i++)
+    if (sp->method.s[i] < 'A' || sp->method.s[i] > 'Z') break;
+  if (i == 0 || i < (int)sp->method.len)
+    opt_error(L, "method", "must be an upper-case HTTP method");
+  if (sp->body.s && strcmp(sp->method.s, "HEAD") == 0)
+    opt_error(L, "body", "cannot be sent with HEAD (no response body would come)");
+  sp->timeout_ms = opt_seconds(L, 1, "timeout", 0);
+  sp->connect_timeout_ms = opt_seconds(L, 1, "connect_timeout",
+                                       LP_DEFAULT_CONNECT_TIMEOUT_MS);
+  sp->max_body = LP_DEFAULT_MAX_BODY;
+  if (opt_field(L, 1, "max_body", LUA_TNUMBER) == LUA_TNUMBER) {
+    lua_Integer n = lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1) && (lua_Number)n != lua_tonumber(L, -1)) n = 0;
+    if (n <= 0) opt_error(L, "max_body", "must be a positive integer");
+    sp->max_body = (curl_off_t)n;
+  }
+  lua_pop(L, 1);
+  sp->decode = get_choice(L, 1, "decode", "decode", decodes,
+                          "must be \"auto\", \"json\" or \"none\"");
+  sp->http_version = curl_versions[get_choice(L, 1, "http_version", "http_version",
+                                              versions, "must be \"auto\", \"1.1\" or \"2\"")];
+  /* h2c (prior knowledge, cleartext): libcurl before 8.0.0 fails every
+     request after the first on a reused connection with "Error in the HTTP2
+     framing layer" (curl/curl#10634): each such request gets a connection
+     of its own */
+  sp->fresh_connect = c->h2c_reuse_broken &&
+                      sp->http_version == CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE &&
+                      strncasecmp(sp->url.s, "http://", 7) == 0;
+  sp->follow_redirects = opt_bool(L, 1, "follow_redirects", 1);
+  sp->verify = opt_bool(L, 1, "verify", 1);
+  sp->cainfo = opt_string(L, 1, "cainfo");
+  sp->user_agent = opt_string(L, 1, "user_agent");
+  if (!sp->user_agent.s) {
+    sp->user_agent.s = LP_DEFAULT_USER_AGENT;
+    sp->user_agent.len = strlen(LP_DEFAULT_USER_AGENT);
+  }
+  if (has_crlf(sp->user_agent.s, sp->user_agent.len))
+    opt_error(L, "user_agent", "contains CR or LF");
+  opt_stream(L, 1, sp);
+}
+
+static char *copy_lstr(lua_State *L, lstr v) {
+  return v.s ? xstrdup(L, v.s, v.len) : NULL;
+}
+
+static void link_request(lctx *c, lreq *q) {
+  q->prev = NULL;
+  q->next = c->live;
+  if (c->live) c->live->prev = q;
+  c->live = q;
+}
+
+/* cancel and release a request's record, and unlink it from its context */
+static void drop_request(lreq *q) {
+  lctx *c = q->ctx;
+  if (q->prev) q->prev->next = q->next; else c->live = q->next;
+  if (q->next) q->next->prev = q->prev;
+  q->prev = q->next = NULL;
+  lp_req_cancel(q->r);
+  lp_req_release(q->r);
+  q->r = NULL;
+}
+
+/* longpoll.request(opts): validate opts into a new record; sends nothing */
+static int request_new(lua_State *L) {
+  lctx *c = get_ctx(L);
+  lspec sp;
+  lreq *q;
+  lp_req *r;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (c->closed) luaL_error(L, "longpoll: the module was closed (lua_close)");
+  if (!c->engine) luaL_error(L, "longpoll: the engine could not be started");
+  luaL_checkstack(L, 32, "longpoll.request");
+  memset(&sp, 0, sizeof sp);
+  read_options(L, c, &sp);
+  /* all checked: a safe, empty object first, then what it owns (from here
+     only running out of memory raises, and __gc frees what was attached) */
+  q = (lreq *)lp_newuserdata(L, sizeof *q, 3);
+  memset(q, 0, sizeof *q);
+  luaL_getmetatable(L, LP_REQUEST);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, ctx_index);
+  lp_setuv(L, -2, UV_CTX);
+  if (!(r = lp_req_new())) out_of_memory(L);
+  q->r = r;
+  q->ctx = c;
+  q->decode = sp.decode;
+  link_request(c, q);
+  r->opts.url = copy_lstr(L, sp.url);
+  r->opts.method = copy_lstr(L, sp.method);
+  if (sp.headers) opt_headers(L, c, sp.headers, &sp, r);
+  if (sp.body.s) {
+    const char *ct = sp.json_body ? LP_JSON_BODY_TYPE : LP_DEFAULT_BODY_TYPE;
+    struct curl_slist *l;
+    r->opts.body = copy_lstr(L, sp.body);
+    r->opts.body_len = sp.body.len;
+    if (!sp.has_ctype) {
+      if (!(l = curl_slist_append(r->opts.headers, ct))) out_of_memory(L);
+      r->opts.headers = l;
+    }
+  }
+  r->opts.timeout_ms = sp.timeout_ms;
+  r->opts.connect_timeout_ms = sp.connect_timeout_ms;
+  r->opts.max_body = sp.max_body;
+  r->opts.http_version = sp.http_version;
+  r->opts.fresh_connect = sp.fresh_connect;
+  r->opts.follow_redirects = sp.follow_redirects;
+  r->opts.verify = sp.verify;
+  r->opts.cainfo = copy_lstr(L, sp.cainfo);
+  r->opts.user_agent = copy_lstr(L, sp.user_agent);
+  r->opts.stream = sp.stream;
+  r->opts.max_message = sp.max_message;
+  r->opts.max_queued = sp.max_queued;
+  if (sp.user.s) {
+    r->opts.username = copy_lstr(L, sp.user);
+    r->opts.password = copy_lstr(L, sp.password);
+    r->opts.httpauth = sp.httpauth;
+  }
+  return 1;
+}
+
+/* ---- results ---- */
 
 /* headers of the last response as a table, names lowercased, repeats joined */
 static void push_headers(lua_State *L, const lp_buf *h) {
@@ -485,6 +797,16 @@ static int is_json_type(const char *ct) {
          (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
+/* 1 when the response at `resp` has a JSON Content-Type */
+static int has_json_type(lua_State *L, int resp) {
+  int json;
+  lua_getfield(L, resp, "headers");
+  lua_getfield(L, -1, "content-type");
+  json = is_json_type(lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return json;
+}
+
 /* lua-cjson 2.1.0 gives every number as a float: on Lua 5.3+ make the
    integral ones below 2^53 in magnitude integers, so ids read as 1, not 1.0.
    From 2^53 on a double may be a rounded neighbour (9007199254740993 decodes
@@ -509,10 +831,12 @@ static void integerize(lua_State *L, int t, int depth) {
   }
 }
 
-/* decode the JSON text on top of the stack in its place; 0 leaves the
-   codec's error message there instead */
-static int decode_json(lua_State *L) {
-  lp_getuv(L, ctx_index, UV_CODEC_DECODE);
+/* decode the JSON text on top of the stack in its place, with the codec of
+   request `i`'s own context; 0 leaves the codec's error message there */
+static int decode_json(lua_State *L, int i) {
+  lp_getuv(L, i, UV_CTX);
+  lp_getuv(L, -1, UV_CODEC_DECODE);
+  lua_remove(L, -2);
   lua_insert(L, -2);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
   if (!LP_INTEGERS) return 1;
@@ -528,34 +852,38 @@ static int decode_json(lua_State *L) {
   return 1;
 }
 
-/* decode the body of a finished, successful request per its decode mode;
-   pushes the value, or nil and an error object */
-static void push_value(lua_State *L, lreq *q, int resp) {
+/* push the decoded body of the finished, successful request at index `i`
+   per its decode mode: the value, or nil and an error object. In "auto", a
+   body is JSON when its Content-Type says so, or when it looks like JSON
+   ([ or {) and parses: a text/plain "{..." that does not parse is text */
+static void push_value(lua_State *L, int i, lreq *q, int resp) {
   lp_req *r = q->r;
   const char *b = r->body.data ? r->body.data : "", *e = b + r->body.len, *p = b;
-  int json;
-  for (; p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++) {}
+  int typed = -1;               /* a JSON Content-Type: -1 not looked at yet */
   if (q->decode == DECODE_NONE) {
     lua_getfield(L, resp, "body");
     return;
   }
+  for (; p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++) {}
   if (p == e) {                 /* empty: "no news" in auto and json modes */
     lua_newtable(L);
     return;
   }
-  json = q->decode == DECODE_JSON || *p == '[' || *p == '{';
-  if (!json) {
-    lua_getfield(L, resp, "headers");
-    lua_getfield(L, -1, "content-type");
-    json = is_json_type(lua_tostring(L, -1));
-    lua_pop(L, 2);
-  }
-  if (!json) {
-    lua_getfield(L, resp, "body");
-    return;
+  if (q->decode == DECODE_AUTO && *p != '[' && *p != '{') {
+    if (!(typed = has_json_type(L, resp))) {
+      lua_getfield(L, resp, "body");
+      return;
+    }
   }
   lua_getfield(L, resp, "body");
-  if (decode_json(L)) return;
+  if (decode_json(L, i)) return;
+  if (q->decode == DECODE_AUTO && typed < 0) {
+    if (!(typed = has_json_type(L, resp))) {               /* looked like JSON, is not, and never said it was */
+      lua_pop(L, 1);
+      lua_getfield(L, resp, "body");
+      return;
+    }
+  }
   lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
   push_error(L, LP_EDECODE, lua_tostring(L, -1), r, 0);
   lua_replace(L, -3);
@@ -584,7 +912,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
     if (r->status > 0) push_response(L, r); else lua_pushnil(L);
     resp = lua_gettop(L);
     if (s == LP_DONE) {
-      push_value(L, q, resp);  /* value, or nil + error */
+      push_value(L, i, q, resp);  /* value, or nil + error */
     } else {
       lua_pushnil(L);
       push_error(L, r->kind, r->errbuf, r, 0);
@@ -617,13 +945,17 @@ static int push_results(lua_State *L, int i, lreq *q) {
 
 /* ---- methods ---- */
 
-static void start(lua_State *L, lreq *q) {
-  if (lp_req_state(q->r) == LP_READY) lp_req_start(get_ctx(L)->engine, q->r);
+/* hand a ready request to its own context's engine; a request whose engine
+   is gone ends canceled */
+static void start(lreq *q) {
+  if (lp_req_state(q->r) != LP_READY) return;
+  if (q->ctx->engine) lp_req_start(q->ctx->engine, q->r);
+  else lp_req_cancel(q->r);
 }
 
 /* req:start() -> req */
 static int request_start(lua_State *L) {
-  start(L, check_request(L, 1));
+  start(check_request(L, 1));
   lua_settop(L, 1);
   return 1;
 }
@@ -639,7 +971,7 @@ static int request_run(lua_State *L) {
                       "next(), await_next(), messages() or poll()");
   n = push_results(L, 1, q);
   if (n) return n;
-  start(L, q);
+  start(q);
   lp_req_wait(q->r, -1);
   return push_results(L, 1, q);
 }
@@ -658,7 +990,7 @@ static int request_wait(lua_State *L) {
   lreq *q = check_request(L, 1);
   lua_Number s = luaL_optnumber(L, 2, -1);
   luaL_argcheck(L, s == s, 2, "must be a number of seconds");
-  start(L, q);
+  start(q);
   lua_pushboolean(L, lp_req_wait(q->r, s < 0 ? -1 : s));
   return 1;
 }
@@ -669,15 +1001,15 @@ static int request_cancel(lua_State *L) {
   return 1;
 }
 
+/* the state to report: the transfer's, until results were built (a body
+   that failed to decode then makes it "failed"); never decodes */
+static lp_state request_state(const lreq *q) {
+  return q->settled ? q->settled : lp_req_state(q->r);
+}
+
 /* req:status() -> "ready" | "running" | "done" | "failed" | "canceled" */
 static int request_status(lua_State *L) {
-  lreq *q = check_request(L, 1);
-  lp_state s = lp_req_state(q->r);
-  if (s == LP_DONE && !is_stream(q)) { /* a body that fails to decode makes it failed */
-    push_results(L, 1, q);
-    s = q->settled;
-  }
-  lua_pushstring(L, state_names[q->settled ? q->settled : s]);
+  lua_pushstring(L, state_names[request_state(check_request(L, 1))]);
   return 1;
 }
 
@@ -700,29 +1032,18 @@ static int request_close(lua_State *L) {
 /* __gc: cancel and drop Lua's share of the record; safe to run twice */
 static int request_gc(lua_State *L) {
   lreq *q = (lreq *)luaL_checkudata(L, 1, LP_REQUEST);
-  if (q->u) { curl_url_cleanup(q->u); q->u = NULL; }
-  if (q->r) {
-    lp_req_cancel(q->r);
-    lp_req_release(q->r);
-    q->r = NULL;
-  }
+  if (q->r) drop_request(q);
   return 0;
 }
 
 static int request_tostring(lua_State *L) {
   lreq *q = (lreq *)luaL_checkudata(L, 1, LP_REQUEST);
-  if (!q->r || !q->r->opts.url) {
+  if (!q->r) {
     lua_pushliteral(L, "longpoll.request: (closed)");
   } else {
-    lp_state s = lp_req_state(q->r);
-    if (s == LP_DONE && !q->settled && !is_stream(q)) { /* as status(): decoding may fail it */
-      push_results(L, 1, q);
-      lua_pop(L, 2);
-    }
-    if (q->settled) s = q->settled;
     lua_pushfstring(L, "longpoll.request: %s ", q->r->opts.method);
     push_url(L, q->r->opts.url);
-    lua_pushfstring(L, " (%s)", state_names[s]);
+    lua_pushfstring(L, " (%s)", state_names[request_state(q)]);
     lua_concat(L, 3);
   }
   return 1;
@@ -747,16 +1068,16 @@ static int msg_mode(const lreq *q) {
   return f == LP_STREAM_SSE ? MSG_SNIFF : MSG_RAW;
 }
 
-/* push the value of text [p, p+n); 0 with an error message pushed instead
-   when it had to be JSON and is not */
-static int push_payload(lua_State *L, int mode, const char *p, size_t n) {
-  size_t i = 0;
+/* push the value of text [p, p+n) for request `i`; 0 with an error message
+   pushed instead when it had to be JSON and is not */
+static int push_payload(lua_State *L, int i, int mode, const char *p, size_t n) {
+  size_t k = 0;
   lua_pushlstring(L, p, n);
   if (mode == MSG_SNIFF) {
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
-    if (i == n || (p[i] != '[' && p[i] != '{')) return 1;
+    while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n')) k++;
+    if (k == n || (p[k] != '[' && p[k] != '{')) return 1;
   }
-  if (mode == MSG_RAW || decode_json(L)) return 1;
+  if (mode == MSG_RAW || decode_json(L, i)) return 1;
   if (mode == MSG_JSON) return 0;
   lua_pop(L, 1);                /* auto: not JSON after all, keep the text */
   lua_pushlstring(L, p, n);
@@ -765,8 +1086,8 @@ static int push_payload(lua_State *L, int mode, const char *p, size_t n) {
 
 /* push message m as Lua sees it (SSE: a table {event, data, id, retry});
    0 with an error message pushed instead, as push_payload */
-static int push_msg(lua_State *L, const lreq *q, const lp_msg *m) {
-  if (!m->event) return push_payload(L, msg_mode(q), m->data, m->len);
+static int push_msg(lua_State *L, int i, const lreq *q, const lp_msg *m) {
+  if (!m->event) return push_payload(L, i, msg_mode(q), m->data, m->len);
   lua_createtable(L, 0, 4);
   lua_pushlstring(L, m->event, m->event_len);
   lua_setfield(L, -2, "event");
@@ -778,7 +1099,7 @@ static int push_msg(lua_State *L, const lreq *q, const lp_msg *m) {
     lua_pushinteger(L, (lua_Integer)m->retry);
     lua_setfield(L, -2, "retry");
   }
-  if (!push_payload(L, msg_mode(q), m->data, m->len)) {
+  if (!push_payload(L, i, msg_mode(q), m->data, m->len)) {
     lua_remove(L, -2);
     return 0;
   }
@@ -816,12 +1137,6 @@ static int stream_end(lua_State *L, int i, lreq *q) {
   return push_results(L, i, q);
 }
 
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static lreq *check_stream(lua_State *L, int i) {
   lreq *q = check_request(L, i);
   luaL_argcheck(L, is_stream(q), i, "not a stream request (no 'stream' option)");
@@ -836,15 +1151,15 @@ static int request_next(lua_State *L) {
   int forever = !(s >= 0 && s < 1e9);
   double deadline = 0;
   luaL_argcheck(L, s == s, 2, "must be a number of seconds");
-  start(L, q);
-  if (!forever) deadline = mono_now() + s;
+  start(q);
+  if (!forever) deadline = now_seconds() + s;
   for (;;) {
     lp_state st = lp_req_state(q->r);
     lp_msg *m;
     double left = -1;
     if (stream_over(q)) return stream_end(L, 1, q);
     if ((m = lp_req_take(q->r, 1))) {
-      int ok = push_msg(L, q, m);
+      int ok = push_msg(L, 1, q, m);
       free(m);
       if (ok) return 1;
       fail_decode(L, 1, q);
@@ -857,7 +1172,7 @@ static int request_next(lua_State *L) {
       return n ? n : 1;
     }
     if (!forever) {
-      left = deadline - mono_now();
+      left = deadline - now_seconds();
       if (left <= 0) {
         lua_pushnil(L);
         return 1;
@@ -876,7 +1191,7 @@ static int request_poll(lua_State *L) {
   lp_msg *m, *next;
   int k = 0;
   luaL_argcheck(L, lua_isnoneornil(L, 2) || max > 0, 2, "must be a positive integer");
-  start(L, q);
+  start(q);
   if (stream_over(q)) return stream_end(L, 1, q);
   st = lp_req_state(q->r);
   m = lp_req_take(q->r, max > 0 ? (size_t)max : (size_t)-1);
@@ -884,7 +1199,7 @@ static int request_poll(lua_State *L) {
   for (; m; m = next) {
     next = m->next;
     if (!q->settled) {
-      if (push_msg(L, q, m)) lua_rawseti(L, -2, ++k);
+      if (push_msg(L, 1, q, m)) lua_rawseti(L, -2, ++k);
       else fail_decode(L, 1, q);
     }
     free(m);
@@ -932,30 +1247,46 @@ static int request_progress(lua_State *L) {
 
 /* ---- module functions ---- */
 
-/* longpoll.wait_any(reqs, seconds) -> the first finished request, or nil */
+/* the request at index i of the list at index 1, or raise */
+static lreq *wait_any_item(lua_State *L, lua_Integer i) {
+  lreq *q;
+  lua_rawgeti(L, 1, i);
+  q = (lreq *)luaL_testudata(L, -1, LP_REQUEST);
+  if (!q || !q->r)
+    luaL_error(L, "longpoll.wait_any: item %d is not a request", (int)i);
+  lua_pop(L, 1);                /* the list keeps it alive */
+  return q;
+}
+
+/* longpoll.wait_any(reqs, seconds) -> the first finished request, or nil
+   when `seconds` passed; raises on a bad list or out of memory */
 static int lp_wait_any_l(lua_State *L) {
   lua_Number s;
-  lua_Integer n, i;
+  size_t n, i;
   lp_req **v;
   lp_req *got;
   luaL_checktype(L, 1, LUA_TTABLE);
   s = luaL_optnumber(L, 2, -1);
   luaL_argcheck(L, s == s, 2, "must be a number of seconds");
-  n = luaL_len(L, 1);
-  if (n == 0) { lua_pushnil(L); return 1; }
-  v = (lp_req **)lp_newuserdata(L, (size_t)n * sizeof *v, 0); /* GC owns it */
-  for (i = 1; i <= n; i++) {
-    lreq *q;
-    lua_rawgeti(L, 1, i);
-    if (!(q = (lreq *)luaL_testudata(L, -1, LP_REQUEST)) || !q->r)
-      luaL_error(L, "longpoll.wait_any: item %d is not a request", (int)i);
-    start(L, q);
-    v[i - 1] = q->r;
-    lua_pop(L, 1);
+  n = (size_t)lua_rawlen(L, 1); /* never __len: it may lie about the size */
+  luaL_argcheck(L, n <= LP_WAIT_ANY_MAX, 1, "too many requests");
+  if (n == 0) {
+    lua_pushnil(L);
+    return 1;
   }
-  got = lp_wait_any(v, (size_t)n, s < 0 ? -1 : s);
-  for (i = 1; got && i <= n; i++)
-    if (v[i - 1] == got) { lua_rawgeti(L, 1, i); return 1; }
+  v = (lp_req **)lp_newuserdata(L, n * sizeof *v, 0);  /* GC owns it */
+  for (i = 0; i < n; i++)       /* check every item before acting on any */
+    v[i] = wait_any_item(L, (lua_Integer)i + 1)->r;
+  for (i = 0; i < n; i++)
+    start(wait_any_item(L, (lua_Integer)i + 1));
+  errno = 0;
+  got = lp_wait_any(v, n, s < 0 ? -1 : s);
+  if (!got && errno == ENOMEM) return out_of_memory(L);
+  for (i = 0; got && i < n; i++)
+    if (v[i] == got) {
+      lua_rawgeti(L, 1, (lua_Integer)i + 1);
+      return 1;
+    }
   lua_pushnil(L);
   return 1;
 }
@@ -983,6 +1314,18 @@ static int lp_configure(lua_State *L) {
   return 0;
 }
 
+/* core.codec(encode, decode, null): the JSON functions the binding calls */
+static int lp_codec(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  for (int i = 1; i <= 3; i++) {
+    lua_pushvalue(L, i);
+    lp_setuv(L, ctx_index, i);
+  }
+  return 0;
+}
+
 /* core.error(kind, cause [, fields [, req]]) -> a new error object, the same
    as run() returns; an unknown kind raises */
 static int lp_error(lua_State *L) {
@@ -1001,9 +1344,7 @@ static int lp_error(lua_State *L) {
 
 /* longpoll.now() -> seconds on the monotonic clock, as a float */
 static int lp_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  lua_pushnumber(L, (lua_Number)now_seconds());
   return 1;
 }
 
@@ -1020,28 +1361,50 @@ static int lp_sleep(lua_State *L) {
   return 0;
 }
 
-/* core.codec(encode, decode, null): the JSON functions the binding calls */
-static int lp_codec(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 3);
-  for (int i = 1; i <= 3; i++) {
-    lua_pushvalue(L, i);
-    lp_setuv(L, ctx_index, i);
-  }
-  return 0;
+/* add `delta` to the count of this state's live contexts; the new count */
+static lua_Integer count_contexts(lua_State *L, int delta) {
+  lua_Integer n;
+  lua_getfield(L, LUA_REGISTRYINDEX, LP_CONTEXTS);
+  n = lua_tointeger(L, -1) + delta;
+  lua_pop(L, 1);
+  lua_pushinteger(L, n);
+  lua_setfield(L, LUA_REGISTRYINDEX, LP_CONTEXTS);
+  return n;
 }
 
+/* the context's __gc: free the requests nobody will finalize (made by a
+   finalizer during lua_close), then drop this state's engine share; the
+   last one joins the worker. Safe to run twice */
 static int ctx_gc(lua_State *L) {
-  lctx *c = (lctx *)lua_touserdata(L, 1);
-  lp_engine_release(c->engine);  /* the last one joins the worker */
+  lctx *c = (lctx *)luaL_checkudata(L, 1, LP_CONTEXT);
+  int i;
+  while (c->live) drop_request(c->live);
+  /* LuaJIT finalizes userdata made during lua_close in a later round, after
+     the package library unloaded this file: once the state's last context
+     is gone (it freed every request left), requests lose their __gc. A new
+     luaopen sets it again */
+  if (!c->closed && count_contexts(L, -1) == 0) {
+    luaL_getmetatable(L, LP_REQUEST);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+  }
+  c->closed = 1;
+  lp_engine_release(c->engine);
   c->engine = NULL;
+  free(c->buf);
+  c->buf = NULL;
+  c->cap = 0;
+  for (i = 0; i < LP_URL_MEMO; i++) {
+    free(c->memo[i].url);
+    c->memo[i].url = NULL;
+  }
   return 0;
 }
 
 static int error_tostring(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "message");
+  if (lua_getfield(L, 1, "message") != LUA_TSTRING) lua_pushliteral(L, "longpoll.error");
   return 1;
 }
 
@@ -1076,18 +1439,21 @@ LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   int i;
   lua_newtable(L);                        /* module */
   c = (lctx *)lp_newuserdata(L, sizeof *c, 3);
-  c->engine = NULL;
-  lua_createtable(L, 0, 1);
+  memset(c, 0, sizeof *c);
+  luaL_newmetatable(L, LP_CONTEXT);
   lua_pushcfunction(L, ctx_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
+  count_contexts(L, 1);
   c->engine = lp_engine_acquire();         /* upvalues keep the context */
+  c->h2c_reuse_broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+  /* the request metatable is shared by every context of the state (a
+     reloaded module finds it made): its methods use each request's own
+     context, never an upvalue */
   luaL_newmetatable(L, LP_REQUEST);       /* like liolib's createmeta */
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, metameth, 1);
+  luaL_setfuncs(L, metameth, 0);
   luaL_newlibtable(L, meth);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, meth, 1);
+  luaL_setfuncs(L, meth, 0);
   lua_getfield(L, -1, "close");           /* __close is close() itself */
   lua_setfield(L, -3, "__close");
   lua_setfield(L, -2, "__index");

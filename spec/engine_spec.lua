@@ -95,6 +95,26 @@ describe("HTTP/2", function()
     assert.equals(200, resp.status)
   end)
 
+  it("h2c works for every request, one after another and at once (curl/curl#10634, #9.6)", function()
+    -- libcurl 7.88.1 fails every h2c request after the first on a reused
+    -- connection; the module gives each one a connection of its own there
+    for i = 1, 3 do
+      local value, resp = longpoll.request{ url = ng:h2url("/json"), http_version = "2",
+                                            timeout = 10 }:run()
+      assert.is_table(value, tostring(resp))
+      assert.equals("2", resp.http_version, i)
+    end
+    local reqs = {}
+    for i = 1, 5 do
+      reqs[i] = longpoll.request{ url = ng:h2url("/json"), http_version = "2", timeout = 10 }:start()
+    end
+    for i = 1, 5 do
+      local value, resp = reqs[i]:run()
+      assert.is_table(value, tostring(resp))
+      assert.equals("2", resp.http_version)
+    end
+  end)
+
   it("over TLS, multiplexes many held long-polls on one connection", function()
     local reqs = {}
     for i = 1, 50 do

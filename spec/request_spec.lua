@@ -30,6 +30,19 @@ describe("longpoll.request", function()
       raises({ url = "http://" }, "option 'url' is not a valid URL")
     end)
 
+    it("checks the url with libcurl's parser, the same with or without a query (#9.6)", function()
+      for _, bad in ipairs{ "http://127.0.0.1:99999/", "http://[::1/", "http:///x",
+                            "http://host/a b", "http://ho\127st/" } do
+        raises({ url = bad }, "option 'url' is not a valid URL")
+        raises({ url = bad, query = { a = 1 } }, "option 'url' is not a valid URL")
+      end
+      -- what it accepts is sent as given, the query added before any fragment
+      local v = longpoll.request{ url = srv:url("/echo?x=1#frag"), query = { y = 2 } }:run()
+      assert.equals("x=1&y=2", v.query)
+      v = longpoll.request{ url = srv:url("/echo?"), query = { y = 2 } }:run()
+      assert.equals("y=2", v.query)
+    end)
+
     it("names an unknown option", function()
       raises({ url = srv:url("/json"), timout = 5 }, "unknown option 'timout'")
       raises({ url = srv:url("/json"), [1] = true }, "unknown option")
@@ -154,6 +167,18 @@ describe("longpoll.request", function()
       assert.same({ 1, 2, 3 }, value)
     end)
 
+    it("returns a text body that only looks like JSON as text in auto mode (#11.4)", function()
+      local url = srv:url("/hold?ms=1&status=200&type=text/plain&body=%7Bnot%20json")
+      local value, resp = longpoll.request{ url = url }:run()
+      assert.equals("{not json", value)
+      assert.equals(200, resp.status)
+      -- a JSON content type still insists
+      url = srv:url("/hold?ms=1&status=200&type=application/json&body=%7Bnot%20json")
+      local v2, err = longpoll.request{ url = url }:run()
+      assert.is_nil(v2)
+      assert.equals("decode", err.kind)
+    end)
+
     it("keeps the raw body with decode = 'none'", function()
       local value, resp = longpoll.request{ url = srv:url("/json"), decode = "none" }:run()
       assert.equals(resp.body, value)
@@ -242,6 +267,47 @@ describe("longpoll.request", function()
       assert.equals("application/x-www-form-urlencoded", value.headers["content-type"])
     end)
 
+    it("sends a string body without Content-Type as application/octet-stream (#9.7)", function()
+      local value = longpoll.request{ url = srv:url("/echo"), body = "raw bytes" }:run()
+      assert.equals("POST", value.method)
+      assert.equals("raw bytes", value.body)
+      assert.equals("application/octet-stream", value.headers["content-type"])
+    end)
+
+    it("sends integral numbers in the query and headers as integers (#9.7)", function()
+      local value = longpoll.request{ url = srv:url("/echo"),
+        query = { n = 98.0, f = 2.5, i = 7, [3] = "three", big = 2 ^ 53 },
+        headers = { ["X-N"] = 98.0, ["X-F"] = 0.1 } }:run()
+      assert.equals("98", value.args.n)
+      assert.equals("2.5", value.args.f)
+      assert.equals("7", value.args.i)
+      assert.equals("three", value.args["3"])
+      assert.equals("9.007199254741e+15", value.args.big)
+      assert.equals("98", value.headers["x-n"])
+      assert.equals("0.1", value.headers["x-f"])
+      assert.has_error(function()
+        longpoll.request{ url = srv:url("/echo"), query = { n = 0 / 0 } }
+      end, "longpoll.request: option 'query' must map names to strings or finite numbers")
+    end)
+
+    it("sends a header of blanks empty, as it sends \"\" (#9.6)", function()
+      local value = longpoll.request{ url = srv:url("/echo"),
+        headers = { ["X-Blank"] = "   ", ["X-Tab"] = "\t", ["X-Empty"] = "", ["X-Pad"] = " a " } }:run()
+      assert.equals("", value.headers["x-blank"])
+      assert.equals("", value.headers["x-tab"])
+      assert.equals("", value.headers["x-empty"])
+      assert.equals("a", value.headers["x-pad"])
+    end)
+
+    it("refuses a body with HEAD, which would wait for a body that never comes (#9.6)", function()
+      assert.has_error(function()
+        longpoll.request{ url = srv:url("/echo"), method = "HEAD", body = "x" }
+      end, "longpoll.request: option 'body' cannot be sent with HEAD (no response body would come)")
+      local _, resp = longpoll.request{ url = srv:url("/json"), method = "HEAD", timeout = 10 }:run()
+      assert.equals(200, resp.status)
+      assert.equals("", resp.body)
+    end)
+
     it("uses the method given without a body and the user agent given", function()
       local value = longpoll.request{ url = srv:url("/echo"), method = "DELETE", user_agent = "game/1" }:run()
       assert.equals("DELETE", value.method)
@@ -287,9 +353,12 @@ describe("longpoll.request", function()
       assert.has_error(function() other:wait(0 / 0) end)
     end)
 
-    it("describes a request whose body failed to decode as failed", function()
+    it("status() and tostring() never decode: failed once run() found the body bad (#11.4)", function()
       local req = longpoll.request{ url = srv:url("/garbage") }
       assert.is_true(req:wait(10))
+      assert.matches("%(done%)$", tostring(req))
+      assert.equals("done", req:status())
+      assert.equals("decode", select(2, req:run()).kind)
       assert.matches("%(failed%)$", tostring(req))
       assert.equals("failed", req:status())
     end)
@@ -330,8 +399,8 @@ describe("longpoll.request", function()
       req = longpoll.request{ url = srv:url("/garbage") }
       req:start()
       assert.is_true(req:wait(10))
-      assert.equals("failed", req:status())
       assert.equals("decode", select(2, req:run()).kind)
+      assert.equals("failed", req:status())
     end)
 
     it("wait_any returns the first request to finish, or nil after the time", function()
