@@ -6,7 +6,7 @@ local core = require "longpoll.core"
 local testserver = require "support.testserver"
 local proc = require "support.proc"
 
-local LUA = os.getenv("LONGPOLL_LUA") or "lua5.4"
+local LUA = require "support.lua"
 
 -- run `script` in a child (args: the spec server's port); returns its output
 -- and exit code. With valgrind, definite leaks and memory errors exit 9.
@@ -73,12 +73,12 @@ describe("hostile Lua", function()
         for i = 1, 1000000 do list[i] = held end
         local function vmsize()
           local f = assert(io.open("/proc/self/status"))
-          local s = f:read("a")
+          local s = f:read("*a")
           f:close()
           return tonumber(s:match("VmSize:%s*(%d+)")) * 1024
         end
         local f = assert(io.open("/proc/self/stat"))
-        local pid = tonumber(f:read("l"):match("^%d+"))
+        local pid = tonumber(f:read("*l"):match("^%d+"))
         f:close()
         collectgarbage()
         assert(os.execute(("prlimit --pid %d --as=%d"):format(pid, vmsize() + 12 * 2 ^ 20)))
@@ -97,36 +97,43 @@ describe("hostile Lua", function()
         local port = ...
         local req = longpoll.request{ url = "http://127.0.0.1:" .. port .. "/json" }
         -- older than the second context: finalized after it, at lua_close
-        local late = setmetatable({}, { __gc = function()
+        -- (compat.finalizer: tables have no __gc before Lua 5.2)
+        local late = require("longpoll.compat").finalizer({}, function()
           req:start()
           io.write("started ", req:status(), "\n")
-        end })
+        end)
         package.loaded["longpoll"], package.loaded["longpoll.core"] = nil, nil
         local again = require "longpoll"
         assert(again ~= longpoll)
         local v = again.request{ url = "http://127.0.0.1:" .. port .. "/json" }:run()
         io.write("second ", tostring(v.ok), "\n")
-        os.exit(0, true)
+        -- the end of the script closes the state (os.exit does not on 5.1)
       ]], srv.port)
       assert.equals(0, code, out)
       assert.matches("second true\nstarted ", out)
     end)
 
-    it("a request whose context was finalized fails cleanly", function()
+    -- on 5.1 and LuaJIT a finalizer older than require "longpoll" runs after the
+    -- package library unloaded the module: no module function may be called
+    -- there (5.2+ unload libraries last); this case cannot arise on them
+    local libs_last = _VERSION ~= "Lua 5.1"
+    ;(libs_last and it or pending)("a request whose context was finalized fails cleanly", function()
       local out, code = child([[
-        local longpoll = require "longpoll"
-        local core = require "longpoll.core"
-        local _, ctx = debug.getupvalue(core.request, 1)
-        local req = longpoll.request{ url = "http://127.0.0.1:1/" }
-        getmetatable(ctx).__gc(ctx)            -- as lua_close would
-        getmetatable(ctx).__gc(ctx)            -- twice is harmless
-        print(pcall(req.start, req))
-        print(pcall(longpoll.request, { url = "http://127.0.0.1:1/" }))
-        print(pcall(longpoll.wait_any, { req }, 0))
+        local compat = require "longpoll.compat"
+        local keep = {}
+        -- older than the module's context: finalized after it, at lua_close
+        keep.f = compat.finalizer({}, function()
+          print(pcall(keep.lp.request, { url = "http://127.0.0.1:1/" }))
+          print(pcall(keep.req.start, keep.req))
+          print(pcall(keep.lp.wait_any, { keep.req }, 0))
+        end)
+        keep.lp = require "longpoll"
+        keep.req = keep.lp.request{ url = "http://127.0.0.1:1/" }
       ]])
       assert.equals(0, code, out)
-      assert.matches("false\t[^\n]*request already collected", out)
-      assert.matches("false\t[^\n]*longpoll: the module was closed", out)
+      assert.matches("^false\t[^\n]*longpoll: the module was closed", out)
+      assert.matches("\nfalse\t[^\n]*request already collected", out)
+      assert.matches("\nfalse\t[^\n]*item 1 is not a request", out)
     end)
   end)
 
@@ -167,13 +174,13 @@ describe("hostile Lua", function()
         local port = ...
         local keep = {}
         -- newer than the module's context: finalized before it, at lua_close
-        keep.f = setmetatable({}, { __gc = function()
+        keep.f = require("longpoll.compat").finalizer({}, function()
           local r = longpoll.request{ url = "http://127.0.0.1:" .. port .. "/hold",
                                       headers = { ["X-A"] = "b" }, body = "x" }
           local s = longpoll.request{ url = "http://127.0.0.1:" .. port .. "/hold" }:start()
           keep.r, keep.s = r, s
           io.write("made\n")
-        end })
+        end)
       ]], srv.port, true)
       assert.equals(0, code, out)
       assert.matches("made", out)
@@ -183,7 +190,7 @@ describe("hostile Lua", function()
       local json = require("cjson").new()
       finally(function() core.codec(json.encode, json.decode, json.null) end)
       for _, ret in ipairs{ "nil", "42", "{}" } do
-        core.codec(load("return function() return " .. ret .. " end")(), json.decode, json.null)
+        core.codec((loadstring or load)("return function() return " .. ret .. " end")(), json.decode, json.null)
         local ok, err = pcall(longpoll.request, { url = srv:url("/echo"), body = { 1 } })
         assert.is_false(ok, ret)
         assert.matches("option 'body' could not be encoded as JSON", err, 1, true)
@@ -193,12 +200,11 @@ describe("hostile Lua", function()
     it("the context's __gc and every metamethod check their argument", function()
       local out, code = child([[
         local longpoll = require "longpoll"
-        local core = require "longpoll.core"
-        local _, ctx = debug.getupvalue(core.request, 1)
+        local ctxmeta = debug.getregistry()["longpoll.context"]
         local req = longpoll.request{ url = "http://127.0.0.1:1/" }
         local _, err = longpoll.request{ url = "http://127.0.0.1:1/" }:run()
         local n = 0
-        for _, f in ipairs{ getmetatable(ctx).__gc, getmetatable(req).__gc,
+        for _, f in ipairs{ ctxmeta.__gc, getmetatable(req).__gc,
                             getmetatable(req).__close, getmetatable(req).__tostring,
                             getmetatable(err).__tostring } do
           for _, bad in ipairs{ "x", 1, {}, io.stdout } do
