@@ -11,6 +11,7 @@
 --   srv:h2url("/sub/ch")             --> the same over HTTP/2 cleartext (prior knowledge)
 --   srv:tlsurl("/sub/ch")            --> the same over HTTPS, HTTP/2 by ALPN; srv.cafile trusts it
 --   srv:restart()                    -- stop, then start again on the same port (memory store lost)
+--   srv:reload()                     -- nginx -s reload (HUP): new workers, the old ones gone
 --   srv:stop()                       -- stops the master and its workers by PID
 --
 -- nchan.available() tells whether nginx and the Nchan module are installed (specs skip if not).
@@ -186,6 +187,22 @@ end
 function Server:restart()
   self:stop()
   self:_launch()
+end
+
+-- Reload the configuration (HUP to the master): wait (bounded) until new workers run and
+-- the old ones, with the connections they held, are gone. Nchan's memory store is lost.
+function Server:reload()
+  local old = {}
+  for _, w in ipairs(children(self.pid)) do old[w] = true end
+  kill(self.pid, "HUP")
+  return wait_until(10, function()
+    local fresh = false
+    for _, w in ipairs(children(self.pid)) do
+      if old[w] then return false end
+      fresh = true
+    end
+    return fresh and can_connect(self.port)
+  end) or false
 end
 
 -- Remove the prefix directory (after stop).
