@@ -12,6 +12,8 @@
 --   memory store; ids go on from the time, with tags from 0 again.
 local longpoll = require "longpoll"
 local nchan = require "support.nchan"
+local proc = require "support.proc"
+local lua = require "support.lua"
 local socket = require "socket"
 
 local describe_nchan = nchan.available() and describe or pending
@@ -115,6 +117,15 @@ describe_nchan("stream mode with Nchan", function()
     assert.is_true(srv:publish(ch, '[1,2,3]', "application/json"))
     assert.same({ 1, 2, 3 }, req:next(10).data)
     req:cancel()
+  end)
+
+  it("examples/sse_chat.lua runs its scripted conversation", function()
+    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q %s examples/sse_chat.lua --script %s"):format(
+      package.path, package.cpath, lua, srv:url("")))
+    assert.is_true(ok, out)
+    assert.matches("alice sees bob: hi alice", out, 1, true)
+    assert.matches("bob sees alice: bye", out, 1, true)
+    assert.matches("both saw all 7 messages in order", out, 1, true)
   end)
 
   -- Seen here (libcurl 7.88.1): canceling an HTTP/2 stream after DATA arrived on it leaves
