@@ -13,7 +13,8 @@
 #                 taken by req:next() from an EventSource stream, p50/p99 of 1000
 #   memory        bench/lua/stream_rss.lua: the spec server sends BENCH_RSS_MIB (1024) MiB as
 #                 64 KiB lines as fast as it can; a reader sleeping 1 ms after each message,
-#                 max_queued = 64; VmRSS every 64 MiB -> out/stream_rss.txt (MiB, KiB)
+#                 max_queued = 64; VmRSS every 64 MiB -> out/stream_rss.txt (MiB, KiB),
+#                 plotted to out/stream_rss.png and docs/stream_rss.png
 # The module is built from this tree (cmake build/) and copied to .build/mod-stream/ first.
 # Knobs: BENCH_STREAM_N (messages, 500000), BENCH_RUNS (5), BENCH_PORT (18080),
 # BENCH_RSS_MIB (1024), BENCH_LATENCY_N (1000).
@@ -70,6 +71,26 @@ sse:close()
 EOF
 }
 
+# plot_rss: out/stream_rss.png (copied to docs/stream_rss.png): RSS against bytes read
+plot_rss() {
+    command -v gnuplot >/dev/null || { bench_log "gnuplot not installed: no plot"; return 0; }
+    [ -s "$BENCH_OUT/stream_rss.txt" ] || return 1
+    gnuplot <<EOF || return 1
+set terminal pngcairo size 900,420 font "DejaVu Sans,11" noenhanced
+set output "$BENCH_OUT/stream_rss.png"
+set title "A fast server streams $RSS_MIB MiB to a slow reader (stream = \"lines\", max_queued = 64)"
+set xlabel "MiB read by Lua"
+set ylabel "process RSS (MiB)"
+set yrange [0:*]
+set xrange [0:$RSS_MIB]
+set grid
+set key top left
+plot "$BENCH_OUT/stream_rss.txt" using 1:(\$2/1024.0) with linespoints lw 2 title "lua-longpoll, RSS after each 64 MiB", \
+     x title "a body kept whole would need this much" dashtype 2 lc rgb "#888888"
+EOF
+    cp "$BENCH_OUT/stream_rss.png" "$ROOT/docs/stream_rss.png"
+}
+
 main() {
     local rc=0 fmt lua_ok=0
     bench_init
@@ -97,7 +118,7 @@ main() {
     bench_run bench_client lua5.4 "$BENCH_DIR/lua/stream_latency.lua" "$BENCH_URL" \
         "$(bench_channel lat)" "$LATENCY_N" "$BENCH_OUT/stream_latency.txt" || rc=1
     bench_log "== memory: $RSS_MIB MiB from a fast server to a slow reader"
-    stream_rss || rc=1
+    stream_rss && plot_rss || rc=1
     printf '\n| reader | NDJSON msg/s | SSE msg/s |\n|---|---|---|\n'
     printf '| raw libcurl, split lines only | %s | %s |\n' \
         "$(bench_fmt_int "$(bench_get raw_curl_stream_ndjson msg_s)")" \
