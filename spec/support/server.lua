@@ -14,9 +14,9 @@
 --                              (lowercased; repeats joined ", "), body, version}
 --   /json /text /jsonish /garbage   fixed bodies (see route)
 --   /headers                   200 text/plain "headers" with X-Repeat: a, X-Repeat: b, X-MiXeD: MixedCase
---   /hold?ms=&status=&body=&type=   held ms (absent: until the client leaves), then status
---                              (default 204, or 200 when body given) with body, Content-Type
---                              type (default text/plain)
+--   /hold?ms=&status=&body=&type=&etag=   held ms (absent: until the client leaves), then
+--                              status (default 204, or 200 when body given) with body,
+--                              Content-Type type (default text/plain), ETag etag (verbatim)
 --   /status/N                  N with JSON {"status":N}; 204/304 without body
 --   /empty?status=S            S (default 200), Content-Length: 0
 --   /big?bytes=N&chunked=1     N (default 1 MiB) bytes 'x', written with backpressure
@@ -52,8 +52,15 @@
 --   /kv/<ch>?index=&wait=      X-Consul-Index: last id (1 when empty); ids > index; held up to
 --                              wait ("5s", "500ms", "1m"; default 5m) when index is given and
 --                              nothing is newer; an index above the last id waits for the next
+--   /v2/keys/<key>             etcd's v2 keys API, one global index, the last ETCD_HISTORY (20)
+--                              events kept: PUT ?value= (or form body value=) sets; GET reads
+--                              (404 errorCode 100 when unset); GET ?wait=true[&waitIndex=N]
+--                              answers the first event of the key with modifiedIndex >= N at
+--                              once, else holds with no timeout (as etcd does) for the next
+--                              one; N below the history: 400 errorCode 401 (cleared). Answers
+--                              carry X-Etcd-Index (the current index)
 --   POST /_fail {mode, count, retry_after, ms}   queue a failure for the next `count` (1)
---                              requests to /poll /tg /kv: mode "503"/"429"/any status,
+--                              requests to /poll /tg /kv /v2/keys: mode "503"/"429"/any status,
 --                              "reset" (RST), "close" (FIN); "refuse" closes the listening
 --                              socket at once for ms (1000) ms
 --   /_stats                    {held, open, total, hits{path=n}, listening, pending_failures};
@@ -852,7 +859,71 @@ local function do_kv(req, name)
   }, wait)
 end
 
--- failure injection for /poll, /tg, /kv; returns true when the request was consumed
+-- etcd v2: the store lives in a channel (so /_reset clears it): ch.etcd = { index =,
+-- nodes = { key -> node }, events = { oldest first } }
+local ETCD_HISTORY = 20
+
+local function etcd_respond(req, status, index, value)
+  respond_json(req, status, value, { { "X-Etcd-Index", tostring(index) } })
+end
+
+local function do_etcd(req, key)
+  local ch = channel("\0etcd")
+  ch.etcd = ch.etcd or { index = 0, nodes = {}, events = {} }
+  local e = ch.etcd
+  key = "/" .. key
+  if req.method == "PUT" then
+    local value = req.args.value or parse_query(req.body or "").value
+    if value == nil then
+      return etcd_respond(req, 400, e.index, { errorCode = 210, message = "Value is Required" })
+    end
+    e.index = e.index + 1
+    local prev = e.nodes[key]
+    local node = { key = key, value = value, modifiedIndex = e.index,
+      createdIndex = prev and prev.createdIndex or e.index }
+    e.nodes[key] = node
+    local event = { action = "set", node = node, prevNode = prev }
+    e.events[#e.events + 1] = event
+    if #e.events > ETCD_HISTORY then table.remove(e.events, 1) end
+    etcd_respond(req, prev and 200 or 201, e.index, event)
+    ch.last = e.index   -- wake() asks the waiters, which look at the events
+    return wake(ch)
+  end
+  if req.args.wait ~= "true" then
+    local node = e.nodes[key]
+    if not node then
+      return etcd_respond(req, 404, e.index,
+        { errorCode = 100, message = "Key not found", cause = key, index = e.index })
+    end
+    return etcd_respond(req, 200, e.index, { action = "get", node = node })
+  end
+  local from = tonumber(req.args.waitIndex or "")
+  if req.args.waitIndex and not from then
+    return etcd_respond(req, 400, e.index, { errorCode = 203, message = "The given index is not a number" })
+  end
+  from = from or e.index + 1
+  local start = e.events[1] and e.events[1].node.modifiedIndex or e.index + 1
+  if from < start then
+    return etcd_respond(req, 400, e.index, { errorCode = 401,
+      message = "The event in requested index is outdated and cleared",
+      cause = ("the requested history has been cleared [%d/%d]"):format(start, from),
+      index = e.index })
+  end
+  local function first_event()
+    for _, ev in ipairs(e.events) do
+      if ev.node.key == key and ev.node.modifiedIndex >= from then return ev end
+    end
+  end
+  if first_event() then return etcd_respond(req, 200, e.index, first_event()) end
+  park(req, ch, {
+    req = req,
+    ready = function() return first_event() ~= nil end,
+    answer = function() etcd_respond(req, 200, e.index, first_event()) end,
+    timeout = function() close_conn(req.conn, "fin") end,   -- /_reset only: etcd never times out
+  })
+end
+
+-- failure injection for /poll, /tg, /kv, /v2/keys; returns true when the request was consumed
 local function inject(req)
   local f = failures[1]
   if not f then return false end
@@ -935,8 +1006,9 @@ local function do_hold(req)
   end
   hold(req)
   if ms then
+    local hdr = req.args.etag and { { "ETag", req.args.etag } } or nil
     local t = new_timer(tonumber(ms), function()
-      respond(req, status, nil, body or "", req.args.type or "text/plain")
+      respond(req, status, hdr, body or "", req.args.type or "text/plain")
     end)
     req.on_close = function() close_handle(t) end
   end
@@ -1053,6 +1125,11 @@ function on_request(req)
   if ch then
     if inject(req) then return end
     return do_kv(req, ch)
+  end
+  ch = path:match("^/v2/keys/(.+)$")
+  if ch then
+    if inject(req) then return end
+    return do_etcd(req, ch)
   end
 
   if path == "/_stats" then
