@@ -85,9 +85,13 @@ function methods:messages()
   end
 end
 
--- longpoll.subscribe(opts): loaded on first use (see longpoll/subscribe.lua)
-function M.subscribe(opts)
-  return require("longpoll.subscribe")(opts)
-end
+-- longpoll.subscribe(opts): longpoll/subscribe.lua, loaded on first use; the
+-- function itself (not a wrapper), so its option errors point at the caller
+setmetatable(M, { __index = function(t, k)
+  if k == "subscribe" then
+    t.subscribe = require "longpoll.subscribe"
+    return t.subscribe
+  end
+end })
 
 return M

@@ -1,23 +1,17 @@
 -- longpoll.subscribe: the ways to consume (messages(), poll(), next(), run(), on_message)
--- and ending a subscription at once (cancel(), <close>, GC).
+-- and ending a subscription at once (cancel(), close(), GC).
 local longpoll = require "longpoll"
 local testserver = require "support.testserver"
 local socket = require "socket"
 
 local subs = require "support.subs"
+local closing = subs.closing
+local eventually = subs.eventually
 local texts = subs.texts
 
--- Bounded wait (10 s, 5 ms steps) for pred(); returns its last value.
-local function eventually(pred)
-  local deadline = socket.gettime() + 10
-  for _ = 1, 100000 do
-    local v = pred()
-    if v or socket.gettime() > deadline then return v end
-    socket.sleep(0.005)
-  end
-end
 
 describe("longpoll.subscribe consumption", function()
+  after_each(subs.close_all)
   local srv
   setup(function() srv = testserver.start() end)
   teardown(function() srv:stop() end)
@@ -32,7 +26,7 @@ describe("longpoll.subscribe consumption", function()
   describe("messages()", function()
     it("hands out every message in order; publishing from the loop body", function()
       srv:publish("it1", texts("m", 1, 3))
-      local sub <close> = since("it1")
+      local sub = closing(since("it1"))
       local got = {}
       for m in sub:messages() do
         got[#got + 1] = m.data
@@ -45,7 +39,7 @@ describe("longpoll.subscribe consumption", function()
 
     it("leaving the loop keeps the subscription: a second loop goes on", function()
       srv:publish("it2", texts("m", 1, 6))
-      local sub <close> = since("it2")
+      local sub = closing(since("it2"))
       local got = {}
       for m in sub:messages() do got[#got + 1] = m.data; if #got == 2 then break end end
       assert.equals("running", sub:status())
@@ -70,7 +64,7 @@ describe("longpoll.subscribe consumption", function()
 
   describe("poll()", function()
     it("never blocks: returns {} while the poll is held at the server", function()
-      local sub <close> = since("pl1")
+      local sub = closing(since("pl1"))
       assert.same({}, sub:poll())            -- starts the first poll
       assert.is_true(srv:wait_held(1, 5))
       for _ = 1, 5 do
@@ -83,7 +77,7 @@ describe("longpoll.subscribe consumption", function()
     end)
 
     it("returns what arrived since the last call, in order, none twice (game loop)", function()
-      local sub <close> = since("pl2")
+      local sub = closing(since("pl2"))
       local got, frames = {}, 0
       local function frame()
         frames = frames + 1
@@ -101,7 +95,7 @@ describe("longpoll.subscribe consumption", function()
 
     it("keeps a poll waiting at the server after handing out messages", function()
       srv:publish("pl3", texts("m", 1, 3))
-      local sub <close> = since("pl3")
+      local sub = closing(since("pl3"))
       local got = {}
       eventually(function()
         for _, m in ipairs(assert(sub:poll())) do got[#got + 1] = m.data end
@@ -115,8 +109,8 @@ describe("longpoll.subscribe consumption", function()
   describe("next()", function()
     it("yields while waiting; two subscriptions in coroutines under wait_any", function()
       srv:publish("co1", texts("a", 1, 3))
-      local a <close> = since("co1")
-      local b <close> = since("co2")
+      local a = closing(since("co1"))
+      local b = closing(since("co2"))
       local got = { co1 = {}, co2 = {} }
       local function consumer(sub, ch, n)
         return coroutine.create(function()
@@ -155,14 +149,14 @@ describe("longpoll.subscribe consumption", function()
     end)
 
     it("raises outside a coroutine", function()
-      local sub <close> = since("co3")
+      local sub = closing(since("co3"))
       assert.has_error(function() sub:next() end)
     end)
 
     it("returns nil, err (canceled) when canceled while it waits", function()
       local sub = since("co4")
       local res
-      local co = coroutine.create(function() res = table.pack(sub:next()) end)
+      local co = coroutine.create(function() res = { sub:next() } end)
       assert(coroutine.resume(co))
       assert.equals("suspended", coroutine.status(co))
       assert.is_true(srv:wait_held(1, 5))
@@ -179,10 +173,10 @@ describe("longpoll.subscribe consumption", function()
     it("sees each message once in every style", function()
       srv:publish("cb1", texts("m", 1, 9))
       local seen = {}
-      local sub <close> = since("cb1", { on_message = function(m, s)
+      local sub = closing(since("cb1", { on_message = function(m, s)
         assert.equals("table", type(s))
         seen[#seen + 1] = m.data
-      end })
+      end }))
       local got = {}
       for m in sub:messages() do got[#got + 1] = m.data; if #got == 3 then break end end
       eventually(function()
@@ -214,10 +208,10 @@ describe("longpoll.subscribe consumption", function()
     it("a message whose on_message raised is handed out again, and the cursor stays", function()
       srv:publish("cb3", texts("m", 1, 3))
       local seen, fail_once = {}, true
-      local sub <close> = since("cb3", { on_message = function(m)
+      local sub = closing(since("cb3", { on_message = function(m)
         if m.data == "m2" and fail_once then fail_once = false; error("boom") end
         seen[#seen + 1] = m.data
-      end })
+      end }))
       local it = sub:messages()
       assert.equals("m1", it().data)
       assert.has_error(function() it() end, "boom")
@@ -243,13 +237,15 @@ describe("longpoll.subscribe consumption", function()
       assert.equals("canceled", sub:status())
     end)
 
-    it("by <close> at the end of its scope", function()
-      do
-        local sub <close> = since("end2")
-        sub:start()
-        assert.is_true(srv:wait_held(1, 5))
-      end
+    it("by close() (what <close> does on 5.4: subscribe_close_54_spec.lua)", function()
+      local sub = since("end2")
+      sub:start()
+      assert.is_true(srv:wait_held(1, 5))
+      sub:close()
       assert.is_true(srv:wait_held(0, 5))
+      assert.equals("canceled", sub:status())
+      sub:close()                           -- a second close() does nothing
+      assert.equals("canceled", sub:error().kind)
     end)
 
     it("by garbage collection", function()
@@ -275,7 +271,7 @@ describe("longpoll.subscribe consumption", function()
     end)
 
     it("describes itself", function()
-      local sub <close> = since("end5")
+      local sub = closing(since("end5"))
       assert.equals("longpoll.subscription: " .. srv:url("/poll/end5") .. " (ready)", tostring(sub))
     end)
   end)

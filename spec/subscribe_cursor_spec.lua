@@ -6,11 +6,13 @@ local socket = require "socket"
 
 -- the texts "<prefix>1" .. "<prefix>n"
 local subs = require "support.subs"
+local closing = subs.closing
 local texts = subs.texts
 
 local poll_until = subs.poll_until
 
 describe("longpoll.subscribe cursor", function()
+  after_each(subs.close_all)
   local srv
   setup(function() srv = testserver.start() end)
   teardown(function() srv:stop() end)
@@ -44,30 +46,30 @@ describe("longpoll.subscribe cursor", function()
   end
 
   it('"since" sends the last id back as a query field', function()
-    local sub <close> = longpoll.subscribe{
+    local sub = closing(longpoll.subscribe{
       url = srv:url("/poll/since1"), cursor = "since", query = { timeout_ms = "300" },
       timeout = 10,
-    }
+    })
     local got = scenario(sub, "since1", function(m) return m.data end, "/poll/since1")
     assert.same(texts("m", 1, 40), got)
     assert.equals("40", sub:cursor())
   end)
 
   it('"since" with cursor_in = "body" sends it in the JSON body', function()
-    local sub <close> = longpoll.subscribe{
+    local sub = closing(longpoll.subscribe{
       url = srv:url("/poll/since2"), cursor = "since", cursor_in = "body",
       body = { timeout_ms = 300 }, timeout = 10,
-    }
+    })
     local got = scenario(sub, "since2", function(m) return m.data end, "/poll/since2")
     assert.same(texts("m", 1, 40), got)
     assert.equals("40", sub:cursor())
   end)
 
   it('"offset" sends the last update_id + 1 (Telegram getUpdates)', function()
-    local sub <close> = longpoll.subscribe{
+    local sub = closing(longpoll.subscribe{
       url = srv:url("/tg/tg1/getUpdates"), cursor = "offset", messages = "result",
       query = { timeout = 1 }, timeout = 10,
-    }
+    })
     local got = scenario(sub, "tg1", function(m) return m.message.text end, "/tg/tg1/getUpdates")
     assert.same(texts("m", 1, 40), got)
     assert.equals(41, sub:cursor())
@@ -76,10 +78,10 @@ describe("longpoll.subscribe cursor", function()
   it('"offset" takes the field names from cursor_field and id_field', function()
     srv:publish("tg2", texts("x", 1, 3))
     local seen = {}
-    local sub <close> = longpoll.subscribe{
+    local sub = closing(longpoll.subscribe{
       url = srv:url("/poll/tg2"), cursor = "offset", cursor_field = "since", id_field = "id",
       query = { timeout_ms = "300" }, timeout = 10,
-    }
+    })
     -- /poll answers what follows `since`, so offset semantics (last + 1) skip one each time:
     -- the point here is only that the names are used
     local msgs = assert(sub:poll())
@@ -94,9 +96,9 @@ describe("longpoll.subscribe cursor", function()
   end)
 
   it('"index" sends X-Consul-Index back as index, with wait (Consul blocking query)', function()
-    local sub <close> = longpoll.subscribe{
+    local sub = closing(longpoll.subscribe{
       url = srv:url("/kv/kv1"), cursor = "index", wait = "1s",
-    }
+    })
     local got = scenario(sub, "kv1", function(m) return m.data end, "/kv/kv1")
     assert.same(texts("m", 1, 40), got)
     assert.equals("40", sub:cursor())
@@ -104,9 +106,9 @@ describe("longpoll.subscribe cursor", function()
 
   it('"index" treats an answer with an unchanged index as no news', function()
     srv:publish("kv2", "a")
-    local sub <close> = longpoll.subscribe{
+    local sub = closing(longpoll.subscribe{
       url = srv:url("/kv/kv2"), cursor = "index", wait = "100ms", backoff = { idle = 0 },
-    }
+    })
     local got = poll_until(sub, {}, 1, function(m) return m.data end)
     -- let several wait timeouts pass: each answers the same index, no message
     local hits = srv:stats().hits["/kv/kv2"]
@@ -133,9 +135,9 @@ describe("longpoll.subscribe cursor", function()
         if #msgs > 0 then prev.query.since = msgs[#msgs].id end
         return prev
       end
-      local sub <close> = longpoll.subscribe{
+      local sub = closing(longpoll.subscribe{
         url = srv:url("/poll/fn1"), cursor = after, query = { timeout_ms = "300" }, timeout = 10,
-      }
+      })
       local got = scenario(sub, "fn1", function(m) return m.data end, "/poll/fn1")
       assert.same(texts("m", 1, 40), got)
       assert.is_true(calls >= 5)
@@ -161,7 +163,7 @@ describe("longpoll.subscribe cursor", function()
       publish(ch, texts("r", 11, 15))
       local o = opts()
       o.resume = saved
-      local again <close> = longpoll.subscribe(o)
+      local again = closing(longpoll.subscribe(o))
       for m in again:messages() do
         got[#got + 1] = text_of(m)
         if #got == 15 then break end
@@ -203,8 +205,8 @@ describe("longpoll.subscribe cursor", function()
       assert.equals("10", saved)
       sub:cancel()
       srv:publish("rs3", texts("r", 11, 15))
-      local again <close> = longpoll.subscribe{ url = srv:url("/kv/rs3"), cursor = "index",
-        wait = "1s", resume = saved }
+      local again = closing(longpoll.subscribe{ url = srv:url("/kv/rs3"), cursor = "index",
+        wait = "1s", resume = saved })
       for m in again:messages() do
         got[#got + 1] = m.data
         if #got == 15 then break end
@@ -232,7 +234,7 @@ describe("longpoll.subscribe cursor", function()
       srv:publish("rs4", texts("r", 5, 8))
       local o = opts()
       o.resume = saved
-      local again <close> = longpoll.subscribe(o)
+      local again = closing(longpoll.subscribe(o))
       for m in again:messages() do
         got[#got + 1] = m.data
         if #got == 8 then break end
@@ -249,8 +251,8 @@ describe("longpoll.subscribe cursor", function()
       for _ in sub:messages() do n = n + 1; if n == 2 then break end end
       local text = cjson.encode({ cursor = sub:cursor() })
       sub:cancel()
-      local again <close> = longpoll.subscribe{ url = srv:url("/poll/rs5"), cursor = "since",
-        query = { timeout_ms = "300" }, resume = cjson.decode(text).cursor }
+      local again = closing(longpoll.subscribe{ url = srv:url("/poll/rs5"), cursor = "since",
+        query = { timeout_ms = "300" }, resume = cjson.decode(text).cursor })
       local m = again:messages()()
       assert.equals("r3", m.data)
     end)

@@ -5,6 +5,7 @@ local testserver = require "support.testserver"
 local socket = require "socket"
 
 local subs = require "support.subs"
+local closing = subs.closing
 local texts = subs.texts
 
 -- A fake clock that moves only when sleep() is called; `slept` lists the waits asked for.
@@ -16,6 +17,7 @@ local function fake_time()
 end
 
 describe("longpoll.subscribe failures", function()
+  after_each(subs.close_all)
   local srv
   setup(function() srv = testserver.start() end)
   teardown(function() srv:stop() end)
@@ -27,6 +29,15 @@ describe("longpoll.subscribe failures", function()
       timeout = 10 }
     for k, v in pairs(extra or {}) do o[k] = v end
     return longpoll.subscribe(o)
+  end
+
+  -- sub:messages() to its end: the messages, and what the loop raised
+  local function drain(sub)
+    local got = {}
+    local ok, err = pcall(function()
+      for m in sub:messages() do got[#got + 1] = m end
+    end)
+    return got, not ok and err or nil
   end
 
   local function take(sub, n)
@@ -43,14 +54,14 @@ describe("longpoll.subscribe failures", function()
     local infos = {}
     srv:publish("f1", texts("m", 1, 5))
     srv:fail{ mode = "503", count = 6 }
-    local sub <close> = since("f1", { clock = clock, sleep = sleep,
+    local sub = closing(since("f1", { clock = clock, sleep = sleep,
       backoff = { floor = 0.1, ceiling = 1, idle = 0 },
       on_error = function(err, info)
         assert.equals("http", err.kind)
         assert.equals(503, err.status)
         assert.is_true(info.retry)
         infos[#infos + 1] = info.failures
-      end })
+      end }))
     assert.same(texts("m", 1, 5), take(sub, 5))
     assert.same({ 1, 2, 3, 4, 5, 6 }, infos)
     assert.equals(6, #slept)
@@ -63,9 +74,9 @@ describe("longpoll.subscribe failures", function()
   it("resets the backoff after a success", function()
     local clock, sleep, slept = fake_time()
     local infos = {}
-    local sub <close> = since("f2", { clock = clock, sleep = sleep,
+    local sub = closing(since("f2", { clock = clock, sleep = sleep,
       backoff = { floor = 0.1, ceiling = 100, idle = 0 },
-      on_error = function(_, info) infos[#infos + 1] = info.failures end })
+      on_error = function(_, info) infos[#infos + 1] = info.failures end }))
     srv:publish("f2", "m1")
     srv:fail{ mode = "503", count = 3 }
     local got = take(sub, 1)
@@ -87,22 +98,35 @@ describe("longpoll.subscribe failures", function()
     srv:fail{ mode = "429", count = 1, retry_after = 7 }
     srv:fail{ mode = "503", count = 1, retry_after = 3 }
     local seen = {}
-    local sub <close> = since("f3", { clock = clock, sleep = sleep,
-      backoff = { floor = 0.1, ceiling = 1, idle = 0 },
+    local sub = closing(since("f3", { clock = clock, sleep = sleep,
+      backoff = { floor = 0.1, ceiling = 10, idle = 0 },
       on_error = function(err, info)
-        seen[#seen + 1] = { err.status, info.delay, err.retry_after }
-      end })
+        seen[#seen + 1] = { err.status, info.delay, err.response.retry_after }
+      end }))
     assert.same(texts("m", 1, 2), take(sub, 2))
     assert.same({ { 429, 7, 7 }, { 503, 3, 3 } }, seen)
     assert.same({ 7, 3 }, slept)
+  end)
+
+  it("waits no longer than backoff.ceiling for a Retry-After (#9.5)", function()
+    local clock, sleep, slept = fake_time()
+    srv:publish("f3b", "m1")
+    srv:fail{ mode = "503", count = 1, retry_after = 86400 }
+    local seen = {}
+    local sub = closing(since("f3b", { clock = clock, sleep = sleep,
+      backoff = { floor = 0.1, ceiling = 2, idle = 0 },
+      on_error = function(err, info) seen[#seen + 1] = { err.response.retry_after, info.delay } end }))
+    assert.same({ "m1" }, take(sub, 1))
+    assert.same({ { 86400, 2 } }, seen)
+    assert.same({ 2 }, slept)
   end)
 
   for _, mode in ipairs{ "reset", "close", "500", "502", "504" } do
     it("loses and duplicates nothing across injected '" .. mode .. "' failures", function()
       local ch = "f4" .. mode
       local kinds = {}
-      local sub <close> = since(ch, { backoff = { floor = 0.001, ceiling = 0.01 },
-        on_error = function(err) kinds[#kinds + 1] = err.kind end })
+      local sub = closing(since(ch, { backoff = { floor = 0.001, ceiling = 0.01 },
+        on_error = function(err) kinds[#kinds + 1] = err.kind end }))
       srv:publish(ch, texts("m", 1, 5))
       srv:fail{ mode = mode, count = 3 }
       local got = take(sub, 5)
@@ -130,9 +154,9 @@ describe("longpoll.subscribe failures", function()
     local ch = "f5"
     local kinds = {}
     -- short holds and a fresh connection per poll, so polls meet the closed port
-    local sub <close> = since(ch, { query = { timeout_ms = "50" },
+    local sub = closing(since(ch, { query = { timeout_ms = "50" },
       headers = { Connection = "close" }, backoff = { floor = 0.01, ceiling = 0.05 },
-      on_error = function(err) kinds[#kinds + 1] = err.kind end })
+      on_error = function(err) kinds[#kinds + 1] = err.kind end }))
     srv:publish(ch, texts("m", 1, 5))
     local got = take(sub, 5)
     srv:fail{ mode = "refuse", ms = 300 }
@@ -162,10 +186,10 @@ describe("longpoll.subscribe failures", function()
         local clock, sleep, slept = fake_time()
         local errors = 0
         local q = { timeout_ms = "50", empty = case[2] }
-        local sub <close> = longpoll.subscribe{ url = srv:url("/poll/h" .. case[1]:sub(1, 3)),
+        local sub = closing(longpoll.subscribe{ url = srv:url("/poll/h" .. case[1]:sub(1, 3)),
           cursor = "since", query = q, clock = clock, sleep = sleep,
           backoff = { floor = 5, ceiling = 5, idle = 0 },
-          on_error = function() errors = errors + 1 end }
+          on_error = function() errors = errors + 1 end })
         local holds = 0
         for _ = 1, 200 do                            -- bounded: a few holds, then a message
           local msgs = assert(sub:poll())
@@ -195,9 +219,9 @@ describe("longpoll.subscribe failures", function()
         n = n + 1
         if n == 3 then srv:publish("idle", "m1") end
       end
-      local sub <close> = longpoll.subscribe{ url = srv:url("/tg/idle/getUpdates"),
+      local sub = closing(longpoll.subscribe{ url = srv:url("/tg/idle/getUpdates"),
         cursor = "offset", messages = "result", clock = clock, sleep = sleep_then_publish,
-        backoff = { idle = 0.25 } }
+        backoff = { idle = 0.25 } })
       local m = sub:messages()()
       assert.equals("m1", m.message.text)
       assert.same({ 0.25, 0.25, 0.25 }, slept)
@@ -205,15 +229,16 @@ describe("longpoll.subscribe failures", function()
   end)
 
   describe("errors no retry fixes", function()
-    it("a 404 stops the subscription: nil, err of kind http", function()
+    it("a 404 stops the subscription: messages() raises its error, poll() returns it", function()
       local errors = {}
       local sub = longpoll.subscribe{ url = srv:url("/nothing-here"), cursor = "since",
         on_error = function(err, info) errors[#errors + 1] = info.retry end }
-      local n = 0
-      for _ in sub:messages() do n = n + 1 end
-      assert.equals(0, n)
+      local got, raised = drain(sub)
+      assert.same({}, got)
       assert.equals("failed", sub:status())
       local err = sub:error()
+      assert.equals(err, raised)                -- the error object itself, as io.lines raises
+      assert.has_error(function() sub:messages()() end, err)
       assert.equals("http", err.kind)
       assert.equals(404, err.status)
       assert.same({ false }, errors)
@@ -227,10 +252,14 @@ describe("longpoll.subscribe failures", function()
       -- buffer = 1: no new poll starts while a message waits, so the failure comes after
       local sub = since("f6", { buffer = 1 })
       local got = {}
-      for m in sub:messages() do
-        got[#got + 1] = m.data
-        if #got == 1 then srv:fail{ mode = "400", count = 1 } end
-      end
+      local ok, raised = pcall(function()
+        for m in sub:messages() do
+          got[#got + 1] = m.data
+          if #got == 1 then srv:fail{ mode = "400", count = 1 } end
+        end
+      end)
+      assert.is_false(ok)
+      assert.equals(sub:error(), raised)
       assert.same(texts("m", 1, 3), got)
       assert.equals("http", sub:error().kind)
       assert.equals(400, sub:error().status)
@@ -240,8 +269,8 @@ describe("longpoll.subscribe failures", function()
     it("on_error may retry what would stop (return true) or stop a retry (false)", function()
       srv:publish("f7", "m1")
       srv:fail{ mode = "404", count = 2 }
-      local sub <close> = since("f7", { backoff = { floor = 0.001, ceiling = 0.001 },
-        on_error = function(err) return err.status == 404 end })
+      local sub = closing(since("f7", { backoff = { floor = 0.001, ceiling = 0.001 },
+        on_error = function(err) return err.status == 404 end }))
       assert.same({ "m1" }, take(sub, 1))
       sub:cancel()
 
@@ -262,16 +291,16 @@ describe("longpoll.subscribe failures", function()
       local clock, sleep, slept = fake_time()
       srv:publish("f8", "m1")
       srv:fail{ mode = "502", count = 2 }
-      local sub <close> = since("f8", { clock = clock, sleep = sleep,
-        backoff = { idle = 0 }, on_error = function() return 42 end })
+      local sub = closing(since("f8", { clock = clock, sleep = sleep,
+        backoff = { idle = 0 }, on_error = function() return 42 end }))
       assert.same({ "m1" }, take(sub, 1))
       assert.same({ 42, 42 }, slept)
     end)
 
     it("a body that is not a list of messages is a decode error", function()
       local sub = longpoll.subscribe{ url = srv:url("/json"), cursor = "since" }
-      assert.is_nil(sub:messages()())
-      local err = sub:error()
+      local _, err = drain(sub)
+      assert.equals(sub:error(), err)
       assert.equals("decode", err.kind)
       assert.matches("not an array of messages", err.message)
       assert.equals(200, err.status)
@@ -279,14 +308,14 @@ describe("longpoll.subscribe failures", function()
 
     it("a message without its id is a decode error", function()
       local sub = longpoll.subscribe{ url = srv:url("/json"), cursor = "since", messages = "items" }
-      assert.is_nil(sub:messages()())
+      drain(sub)
       assert.equals("decode", sub:error().kind)
       assert.matches("message 1 has no 'id'", sub:error().message)
     end)
 
     it("a missing messages field is a decode error", function()
       local sub = longpoll.subscribe{ url = srv:url("/json"), cursor = "offset", messages = "result" }
-      assert.is_nil(sub:messages()())
+      drain(sub)
       assert.matches("no field 'result'", sub:error().message)
     end)
 
@@ -296,6 +325,32 @@ describe("longpoll.subscribe failures", function()
       assert.has_error(function() sub:messages()() end, "handler bug")
       assert.equals("failed", sub:status())
       assert.equals("callback", sub:error().kind)
+      assert.matches("handler bug", sub:error().cause)
+      assert.equals(503, sub:error().failure.status)
+    end)
+
+    it("an ETag with a bare CR: the message is handed out, then a decode error (#7.8)", function()
+      -- If-None-Match cannot carry a CR: the next poll cannot be sent with that cursor
+      local url = srv:url("/hold?ms=0&status=200&body=hello&etag=%22a%0Db%22")
+      local sub = longpoll.subscribe{ url = url, cursor = "etag", backoff = { idle = 0 } }
+      local got = {}
+      for _ = 1, 1000 do                       -- game loop: poll() never raises
+        local msgs = sub:poll()
+        if not msgs then break end
+        for _, m in ipairs(msgs) do got[#got + 1] = m end
+        socket.sleep(0.005)
+      end
+      assert.same({ "hello" }, got)
+      local err = sub:error()
+      assert.equals("decode", err.kind)
+      assert.matches("cursor cannot be sent back", err.message)
+      assert.equals(200, err.status)
+      assert.is_nil(sub:cursor())              -- the resume point stays before the message
+      -- the other consumers see the same: the message, then the error
+      local again = longpoll.subscribe{ url = url, cursor = "etag" }
+      local list, raised = drain(again)
+      assert.same({ "hello" }, list)
+      assert.equals("decode", raised.kind)
     end)
   end)
 end)

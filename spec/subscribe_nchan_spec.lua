@@ -30,6 +30,7 @@ local lua = require "support.lua"
 local socket = require "socket"
 
 local subs = require "support.subs"
+local closing = subs.closing
 local texts = subs.texts
 
 local poll_until = subs.poll_until
@@ -40,6 +41,7 @@ local function id_time(id) return tonumber(id:match("^(%d+)")) end
 local describe_nchan = nchan.available() and describe or pending
 
 describe_nchan("longpoll.subscribe against Nchan", function()
+  after_each(subs.close_all)
   local srv
   setup(function() srv = nchan.start{ subscriber_timeout = "2s" } end)
   teardown(function()
@@ -97,7 +99,7 @@ describe_nchan("longpoll.subscribe against Nchan", function()
   it("receives every message in order, none twice: backlog, bursts, singles, hold timeouts",
     function()
       local errors = 0
-      local sub <close> = etag_sub("ch1", { on_error = function() errors = errors + 1 end })
+      local sub = closing(etag_sub("ch1", { on_error = function() errors = errors + 1 end }))
       publish_all("ch1", texts("m", 1, 5))       -- no poll waiting yet
       local got = poll_until(sub, {}, 5)
       assert.is_true(srv:wait_subscribers("ch1", 1))
@@ -129,15 +131,15 @@ describe_nchan("longpoll.subscribe against Nchan", function()
   it("decodes a JSON message; a text message stays a string", function()
     assert(srv:publish("ch2", '{"user":"ann","text":"hi"}', "application/json"))
     assert(srv:publish("ch2", "plain", "text/plain"))
-    local sub <close> = etag_sub("ch2")
+    local sub = closing(etag_sub("ch2"))
     local got = poll_until(sub, {}, 2)
     assert.same({ user = "ann", text = "hi" }, got[1])
     assert.equals("plain", got[2])
   end)
 
   it("two subscribers on one channel each receive everything", function()
-    local a <close> = etag_sub("ch3")
-    local b <close> = etag_sub("ch3")
+    local a = closing(etag_sub("ch3"))
+    local b = closing(etag_sub("ch3"))
     local ga, gb = {}, {}
     a:poll(); b:poll()
     assert.is_true(srv:wait_subscribers("ch3", 2))
@@ -151,7 +153,7 @@ describe_nchan("longpoll.subscribe against Nchan", function()
 
   it("the blocking iterator and coroutines work the same", function()
     publish_all("ch4", texts("m", 1, 6))
-    local sub <close> = etag_sub("ch4")
+    local sub = closing(etag_sub("ch4"))
     local got = {}
     for m in sub:messages() do got[#got + 1] = m; if #got == 3 then break end end
     local co = coroutine.wrap(function()
@@ -174,17 +176,17 @@ describe_nchan("longpoll.subscribe against Nchan", function()
     local saved = sub:cursor()
     sub:cancel()
     publish_all("ch5", texts("m", 7, 9))
-    local again <close> = etag_sub("ch5", { resume = saved })
+    local again = closing(etag_sub("ch5", { resume = saved }))
     for m in again:messages() do got[#got + 1] = m; if #got == 9 then break end end
     assert.same(texts("m", 1, 9), got)
   end)
 
   it("goes on across a restart of nginx: what is published after it all arrives", function()
     local kinds = {}
-    local sub <close> = etag_sub("ch6", { on_error = function(err, info)
+    local sub = closing(etag_sub("ch6", { on_error = function(err, info)
       kinds[#kinds + 1] = err.status or err.kind
       assert.is_true(info.retry)
-    end })
+    end }))
     local last_id = publish_all("ch6", texts("m", 1, 10))
     local got = poll_until(sub, {}, 10)
     assert.same(texts("m", 1, 10), got)

@@ -14,6 +14,7 @@ describe("longpoll.subscribe options", function()
   it("is longpoll.subscribe, and longpoll.subscribe is the module's function", function()
     local f = require "longpoll.subscribe"
     assert.equals("function", type(f))
+    assert.equals(f, longpoll.subscribe)
     local sub = f{ url = URL, cursor = "since" }
     assert.equals("ready", sub:status())
     sub = longpoll.subscribe{ url = URL, cursor = "since" }
@@ -53,6 +54,37 @@ describe("longpoll.subscribe options", function()
     raises({ url = URL, cursor = "since", backoff = { floor = 2, ceiling = 1 } },
       "option 'backoff.ceiling' must be >= backoff.floor")
     raises({ url = URL, cursor = "index", wait = "soon" }, "option 'wait' must be")
+    raises({ url = URL, cursor = "since", hold = 0 }, "option 'hold' must be a number of seconds > 0")
+    raises({ url = URL, cursor = "since", hold = "30" }, "option 'hold' must be")
+    raises({ url = URL, cursor = "since", hold = 30, timeout = 40 },
+      "option 'hold' and 'timeout' exclude each other")
+    raises({ url = URL, cursor = "offset", cursor_field = 1 }, "option 'cursor_field' must be a string")
+  end)
+
+  -- (#11.4) the error points at the line that called longpoll.subscribe, wherever in the
+  -- library the option was found wrong: the strategy, its resume value, backoff, the request
+  it("raises at the caller's line", function()
+    local cases = {
+      { url = URL, cursor = "seq" },
+      { url = URL, cursor = "offset", resume = "x" },
+      { url = URL, cursor = "since", cursor_in = "header" },
+      { url = URL, cursor = "index", wait = "soon" },
+      { url = URL, cursor = "since", backoff = { floor = -1 } },
+      { url = URL, cursor = "since", id_field = false },
+      { url = "ftp://x/", cursor = "since" },
+      { url = URL, cursor = "since", timout = 1 },
+    }
+    for i, opts in ipairs(cases) do
+      local line
+      local ok, err = pcall(function()
+        line = debug.getinfo(1, "l").currentline + 1
+        local sub = longpoll.subscribe(opts)
+        return sub
+      end)
+      assert.is_false(ok)
+      local where = ("subscribe_options_spec.lua:%d: "):format(line)
+      assert.is_truthy(tostring(err):find(where, 1, true), ("case %d: %s"):format(i, tostring(err)))
+    end
   end)
 
   it("checks the resume value against the strategy", function()
@@ -92,6 +124,12 @@ describe("longpoll.subscribe options", function()
     assert.equals("12", sub:cursor())
     sub = longpoll.subscribe{ url = URL, cursor = "offset", resume = "41" }
     assert.equals(41, sub:cursor())
+    assert.equals("41", tostring(sub:cursor()))   -- an integer where Lua has them
+    sub = longpoll.subscribe{ url = URL, cursor = "since", hold = 0.5 }
+    assert.equals("ready", sub:status())
+    -- a cursor function's cursor is the options of the next poll, from the start
+    sub = longpoll.subscribe{ url = URL, cursor = function() end, query = { a = "1" } }
+    assert.same({ url = URL, query = { a = "1" } }, sub:cursor())
     sub = longpoll.subscribe{ url = URL, cursor = "etag",
       resume = { etag = "3", last_modified = "Wed, 25 Nov 2026 18:01:28 GMT" } }
     assert.same({ etag = "3", last_modified = "Wed, 25 Nov 2026 18:01:28 GMT" }, sub:cursor())

@@ -24,4 +24,29 @@ function M.poll_until(sub, got, n, text_of, seconds)
   return got
 end
 
+-- Bounded wait (`seconds`, default 10, 5 ms steps) for pred(); returns its last value.
+function M.eventually(pred, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  for _ = 1, 100000 do
+    local v = pred()
+    if v or socket.gettime() > deadline then return v end
+    socket.sleep(0.005)
+  end
+end
+
+-- closing(sub) -> sub, closed after the running test, pass or fail: what `<close>` does
+-- on 5.4, on every version. A spec file calls after_each(subs.close_all) in its describe.
+local open = {}
+function M.closing(x)
+  open[#open + 1] = x
+  return x
+end
+
+function M.close_all()
+  for i = #open, 1, -1 do
+    open[i]:close()
+    open[i] = nil
+  end
+end
+
 return M
