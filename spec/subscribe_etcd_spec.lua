@@ -110,7 +110,7 @@ describe("longpoll.subscribe with etcd's v2 watch", function()
     local cmd = ("(sleep 1; curl -s -X PUT %s) >/dev/null 2>&1 & echo $!"):format(
       proc.shell_quote(srv:url("/v2/keys/c?value=v1")))
     local p = assert(io.popen(cmd))
-    local pid = tonumber(p:read("l"))
+    local pid = tonumber(p:read("*l"))
     p:close()
     finally(function() if proc.alive(pid) then os.execute("kill " .. pid) end end)
     local ev = sub:messages()()

@@ -25,6 +25,12 @@
 --                      (without it, the decoded body must be the array)
 --   retry_status       optional { [status] = true }: more HTTP statuses that are retried
 --   hears_holds        optional: advance also sees hold timeouts (with an empty list)
+local compat = require "longpoll.compat"
+
+local tointeger = compat.tointeger
+-- a value for a query field: integral numbers without ".0" or an exponent
+local query_value = compat.integer_string
+
 local M = {}
 
 -- A deep copy of a table of plain values (cursors and request options).
@@ -37,20 +43,6 @@ local function copy(v, depth)
   return t
 end
 M.copy = copy
-
--- x as an integral number, or nil (math.tointeger without its 5.3+ subtype)
-local function tointeger(x)
-  if type(x) ~= "number" or x ~= math.floor(x) or x == math.huge or x == -math.huge then
-    return nil
-  end
-  return math.tointeger and math.tointeger(x) or x
-end
-
--- A value for a query field: integral numbers without ".0" or an exponent.
-local function query_value(x)
-  if tointeger(x) then return ("%.0f"):format(x) end
-  return tostring(x)
-end
 
 -- The value at a dotted path ("result", "data.items") in a decoded answer, or nil.
 local function field_at(value, path)

@@ -3,6 +3,7 @@
 -- cursor strategy (longpoll.cursors). The reference is docs/subscribe.md.
 local longpoll = require "longpoll"
 local core = require "longpoll.core"
+local compat = require "longpoll.compat"
 local cursors = require "longpoll.cursors"
 local subscription = require "longpoll.subscription"
 
@@ -34,10 +35,6 @@ end
 
 local function argerror(name, what)
   raise(("longpoll.subscribe: option '%s' %s"):format(name, what))
-end
-
-local function is_integer(x)
-  return type(x) == "number" and x == math.floor(x) and x < math.huge
 end
 
 -- The backoff table with its defaults filled in.
@@ -92,7 +89,7 @@ function subscribe(opts)
   end
   cfg.backoff = backoff(opts.backoff)
   cfg.buffer = opts.buffer or 1000
-  if not is_integer(cfg.buffer) or cfg.buffer < 1 then
+  if not compat.tointeger(cfg.buffer) or cfg.buffer < 1 then
     argerror("buffer", "must be an integer >= 1")
   end
   if opts.hold ~= nil then

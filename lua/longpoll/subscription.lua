@@ -4,6 +4,7 @@
 -- the cursor strategies are in longpoll.cursors; users read docs/subscribe.md.
 local longpoll = require "longpoll"
 local core = require "longpoll.core"
+local compat = require "longpoll.compat"
 local cursors = require "longpoll.cursors"
 
 local copy = cursors.copy
@@ -65,7 +66,7 @@ end
 
 -- Move the resume point to c once the messages now queued are handed out.
 function Sub:_resume_at(c)
-  local last = self._queue[#self._queue]
+  local last = self:pending() > 0 and self._queue[self._tail]
   if last then last[2] = c else self._resume = copy(c) end
 end
 
@@ -184,7 +185,10 @@ function Sub:_collect(req, value, resp)
   elseif #items == 0 then
     self:_resume_at(nc)   -- no news, but the resume point may move (an index, a function)
   end
-  for _, it in ipairs(items) do self._queue[#self._queue + 1] = it end
+  for _, it in ipairs(items) do
+    self._tail = self._tail + 1
+    self._queue[self._tail] = it
+  end
   if not ok then
     return self:_failure(core.error("decode", "the answer's cursor cannot be sent back: " .. bad,
       { status = resp.status, response = resp }, req), req)
@@ -206,6 +210,12 @@ function Sub:_step()
   end
 end
 
+-- The queue of messages not yet handed out is _queue[_head .. _tail], never measured with
+-- `#`: once its first entries are taken it starts with holes, where `#` may answer 0.
+function Sub:_clear()
+  self._queue, self._head, self._tail = {}, 1, 0
+end
+
 -- Hand out the first queued message (through on_message): msg, true; nil when none.
 function Sub:_hand_out()
   local q, h = self._queue, self._head
@@ -216,7 +226,7 @@ function Sub:_hand_out()
   if self._queue == q and q[h] == e then
     q[h] = nil
     self._head = h + 1
-    if self._head > #q then self._queue, self._head = {}, 1 end
+    if self._head > self._tail then self:_clear() end
   end
   if e[2] ~= nil then self._resume = e[2] end
   return e[1], true
@@ -276,10 +286,8 @@ function Sub:poll()
   return out
 end
 
-local isyieldable = coroutine.isyieldable or function() return coroutine.running() ~= nil end
-
 function Sub:next()
-  if not isyieldable() then
+  if not compat.isyieldable() then
     error("longpoll.subscribe: next() is not inside a coroutine (use messages() or poll())", 2)
   end
   return self:_next(yield)
@@ -305,20 +313,18 @@ function Sub:cancel()
   if stopped(self) then return false end
   self:_stop(core.error("canceled", "subscription canceled", nil, self._req or self._next_req),
     "canceled")
-  self._queue, self._head = {}, 1
+  self:_clear()
   return true
 end
 
 function Sub:cursor() return copy(self._resume) end
 function Sub:status() return self._state end
 function Sub:error() return self._err end
-function Sub:pending() return #self._queue - self._head + 1 end
+function Sub:pending() return self._tail - self._head + 1 end
 
 -- close(): what `<close>` does (5.4), for every version: cancel, nothing returned
 function Sub:close() self:cancel() end
 meta.__close = Sub.close
--- the request may have been finalized first (same cycle, or lua_close): it cancels itself then
-meta.__gc = function(self) pcall(Sub.cancel, self) end
 meta.__tostring = function(self)
   return ("longpoll.subscription: %s (%s)"):format(tostring(self._base.url), self._state)
 end
@@ -328,9 +334,12 @@ end
 function M.new(cfg, base, cursor)
   local self = setmetatable({
     _cfg = cfg, _base = base, _poll_cursor = cursor, _resume = copy(cursor),
-    _queue = {}, _head = 1, _state = "ready", _failures = 0, _not_before = -math.huge,
+    _queue = {}, _head = 1, _tail = 0, _state = "ready", _failures = 0, _not_before = -math.huge,
     _clock = cfg.clock, _sleep = cfg.sleep,
   }, meta)
+  -- __gc on every version: an unreachable subscription cancels its poll (the request may
+  -- have been finalized first, in the same cycle or at lua_close: it canceled itself then)
+  compat.finalizer(self, Sub.cancel)
   local ok, why = self:_prepare()
   if not ok then return nil, why end
   return self
