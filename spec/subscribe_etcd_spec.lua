@@ -22,9 +22,17 @@ describe("longpoll.subscribe with etcd's v2 watch", function()
     assert.is_true(status == 200 or status == 201)
   end
 
-  -- the README's watch: waitIndex = the last event's modifiedIndex + 1
+  -- etcd's index now (X-Etcd-Index of a read)
+  local function etcd_index(key)
+    local _, _, headers = srv:request("GET", "/v2/keys/" .. key)
+    return tonumber(headers["x-etcd-index"])
+  end
+
+  -- the README's watch: waitIndex = the last event's modifiedIndex + 1, from the index
+  -- after a read (a watch without waitIndex misses what changes between two polls)
   local function watch(key, extra)
     local o = { url = srv:url("/v2/keys/" .. key), query = { wait = "true" }, hold = 0.3,
+      resume = etcd_index(key) + 1,
       cursor = "offset", cursor_field = "waitIndex", id_field = "node.modifiedIndex",
       messages = function(event) return { event } end }
     for k, v in pairs(extra or {}) do o[k] = v end
