@@ -135,6 +135,15 @@ describe("longpoll.subscribe options", function()
     assert.same({ etag = "3", last_modified = "Wed, 25 Nov 2026 18:01:28 GMT" }, sub:cursor())
   end)
 
+  it("never prints a password of the URL (the core redacts it)", function()
+    local sub = longpoll.subscribe{ url = "http://user:secret@127.0.0.1:9/poll", cursor = "since" }
+    assert.equals("longpoll.subscription: http://user:***@127.0.0.1:9/poll (ready)", tostring(sub))
+    sub:cancel()
+    assert.equals("canceled", sub:error().kind)
+    assert.is_nil(sub:error().message:find("secret", 1, true))
+    assert.is_nil(tostring(sub):find("secret", 1, true))
+  end)
+
   it("does not keep the caller's tables", function()
     local q = { a = "1" }
     local r = { etag = "1" }

@@ -326,7 +326,7 @@ function Sub:pending() return self._tail - self._head + 1 end
 function Sub:close() self:cancel() end
 meta.__close = Sub.close
 meta.__tostring = function(self)
-  return ("longpoll.subscription: %s (%s)"):format(tostring(self._base.url), self._state)
+  return ("longpoll.subscription: %s (%s)"):format(self._url, self._state)
 end
 
 -- A subscription: cfg (checked options and the strategy), base (request options), the
@@ -342,6 +342,10 @@ function M.new(cfg, base, cursor)
   compat.finalizer(self, Sub.cancel)
   local ok, why = self:_prepare()
   if not ok then return nil, why end
+  -- the URL as the core prints it (userinfo redacted), from the tostring of a request to
+  -- it that is never started: "longpoll.request: <METHOD> <url> (<state>)"
+  local named = tostring(longpoll.request{ url = base.url })
+  self._url = named:match("^longpoll%.request: %S+ (.*) %(%a+%)$")
   return self
 end
 
