@@ -94,7 +94,7 @@ function Sub:_failure(err, req)
   local b = cfg.backoff
   local cap = math.min(b.ceiling, b.floor * 2 ^ self._failures)
   local delay = b.floor + math.random() * math.max(0, cap - b.floor)
-  -- a server's Retry-After (429, 503) is honoured up to the ceiling
+  -- a Retry-After on a retried answer (429, 503, ...) is honoured up to the ceiling
   local asked = err.response and err.response.retry_after
   if retry and asked then delay = math.min(asked, b.ceiling) end
   if cfg.on_error then
