@@ -77,6 +77,10 @@ describe("a C host", function()
     c_test("scope_test")
   end)
 
+  it("the C engine's stream mode: readers on other threads, pause and resume, a shared stream, cancel", function()
+    c_test("stream_engine_test")
+  end)
+
   -- scripts/test.sh builds a ThreadSanitizer variant of the host and the
   -- module for Lua 5.4 (build-tsan/host_test)
   local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
