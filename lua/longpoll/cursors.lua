@@ -25,6 +25,9 @@
 --                      (without it, the decoded body must be the array)
 --   retry_status       optional { [status] = true }: more HTTP statuses that are retried
 --   hears_holds        optional: advance also sees hold timeouts (with an empty list)
+--   stream             optional: the poll is a stream request (`stream = <this>`) that
+--                      stays open; advance gets its messages as they arrive, and the
+--                      stream's clean end is not a failure (longpoll.subscription)
 local compat = require "longpoll.compat"
 
 local tointeger = compat.tointeger
@@ -250,6 +253,42 @@ end
 
 -- The strategy a `cursor` option names, and that name ("function" for a function); nil
 -- when it names none.
+-- Server-Sent Events: one stream request stays open and each event is a message; when the
+-- stream ends it is opened again with the last event id as Last-Event-ID, after the
+-- server's `retry` (longpoll.subscription). The cursor is that id (a string).
+strategies.sse = {
+  options = {},
+  stream = "sse",
+  setup = function(_, o)
+    if o.stream ~= nil and o.stream ~= "sse" then return "stream", "must be \"sse\" with cursor \"sse\"" end
+    if o.timeout ~= nil then return "timeout", "would end the stream: not with cursor \"sse\"" end
+  end,
+  check = function(_, c)
+    if type(c) ~= "string" then return nil, "must be a cursor of \"sse\": the last event id (a string)" end
+    return c
+  end,
+  apply = function(_, o, c)
+    o.stream = "sse"
+    o.headers = o.headers or {}
+    local accept, last = false, nil
+    for k in pairs(o.headers) do
+      local lk = k:lower()
+      if lk == "accept" then accept = true elseif lk == "last-event-id" then last = k end
+    end
+    if not accept then o.headers.Accept = "text/event-stream" end
+    if c ~= nil then o.headers[last or "Last-Event-ID"] = c end
+  end,
+  -- the resume point after an event is the last event id it carries
+  advance = function(_, c, list)
+    local items = {}
+    for i, ev in ipairs(list) do
+      if ev.id ~= nil then c = ev.id end
+      items[i] = { ev, c }
+    end
+    return items, c
+  end,
+}
+
 function M.strategy(cursor)
   if type(cursor) == "function" then return M.from_function(cursor), "function" end
   if type(cursor) == "string" and strategies[cursor] then return strategies[cursor], cursor end

@@ -196,10 +196,43 @@ function Sub:_collect(req, value, resp)
   return self:_answered(#items)
 end
 
+-- A stream poll (a strategy with `stream`, cursor "sse"): queue the messages that arrived
+-- (while fewer than `buffer` wait); once the stream ended, collect it. A clean end is not
+-- a failure: the stream is opened again, with the cursor now, after the server's `retry`
+-- or else at once (paced by backoff.idle). True once it ended.
+function Sub:_stream_step(req)
+  local cfg = self._cfg
+  local room = cfg.buffer - self:pending()
+  local msgs, err = {}, nil
+  if room > 0 then msgs, err = req:poll(room) end
+  if msgs and #msgs > 0 then
+    local items, nc = cfg.strategy.advance(cfg, self._poll_cursor, msgs)
+    self._poll_cursor = nc
+    for _, it in ipairs(items) do
+      if it[1].retry then self._retry = it[1].retry / 1000 end
+      self._tail = self._tail + 1
+      self._queue[self._tail] = it
+    end
+    self._failures = 0
+  end
+  if not req:done() then return false end
+  self._req = nil
+  if not msgs then
+    if err.kind == "canceled" then self:_stop(err, "canceled") else self:_failure(err, req) end
+    return true
+  end
+  self:_answered(0)
+  if self._retry then self._not_before = self._clock() + self._retry end
+  assert(self:_prepare())
+  return true
+end
+
 -- Advance without blocking: collect a finished poll, start the next one when due.
 function Sub:_step()
   local req = self._req
-  if req then
+  if req and self._cfg.strategy.stream then
+    if not self:_stream_step(req) then return end
+  elseif req then
     if not req:done() then return end
     self._req = nil
     self:_collect(req, req:run())
@@ -236,7 +269,7 @@ end
 -- `seconds` of backoff pass. The one place a wait blocks the thread, so that making every
 -- wait end at cancel() (#9.5, cancel scopes) changes only this function.
 local function block(self, req, seconds)
-  if req then req:run() else self._sleep(seconds) end
+  if req then req:wait() else self._sleep(seconds) end
 end
 
 -- The coroutine consumer's wait (next()): yields the request (as req:await() does) or the

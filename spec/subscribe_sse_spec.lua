@@ -1,0 +1,176 @@
+-- longpoll.subscribe{ cursor = "sse" }: one Server-Sent Events stream that is opened again
+-- with Last-Event-ID when it ends, against the spec server's /sse/<ch> (which can end the
+-- stream after a few events and send a retry) and a real Nchan across an nginx reload
+local longpoll = require "longpoll"
+local testserver = require "support.testserver"
+local nchan = require "support.nchan"
+local socket = require "socket"
+
+local seq = 0
+local function channel(prefix)
+  seq = seq + 1
+  return ("%s%d_%d"):format(prefix or "sse", os.time(), seq)
+end
+
+-- a clock that sleeping moves (no real wait), and the sleeps asked for
+local function fake_time()
+  local offset, sleeps = 0, {}
+  return function() return longpoll.now() + offset end,
+    function(s) sleeps[#sleeps + 1] = s; offset = offset + s end, sleeps
+end
+
+describe("subscribe with cursor 'sse'", function()
+  local srv
+  setup(function() srv = testserver.start() end)
+  teardown(function() srv:stop() end)
+  before_each(function() assert.truthy(srv:wait_held(0, 5)) end)
+
+  it("reconnects with Last-Event-ID: nothing lost or repeated, the server's retry honoured", function()
+    local ch = channel()
+    for i = 1, 10 do srv:publish(ch, "m" .. i) end
+    local clock, sleep, sleeps = fake_time()
+    local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch .. "?close_after=3&retry=250"),
+      cursor = "sse", clock = clock, sleep = sleep }
+    local got = {}
+    for ev in sub:messages() do
+      got[#got + 1] = ev.data
+      assert.equals(tostring(#got), ev.id)
+      if #got == 10 then break end
+    end
+    assert.same({ "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10" }, got)
+    assert.equals("10", sub:cursor())
+    assert.equals(4, srv:stats().hits["/sse/" .. ch])      -- three clean ends, reopened
+    assert.equals(3, #sleeps)                               -- each after the server's retry
+    for _, s in ipairs(sleeps) do assert.is_true(s > 0.2 and s <= 0.25, tostring(s)) end
+    assert.equals("running", sub:status())
+    assert.is_true(sub:cancel())
+    assert.truthy(srv:wait_held(0, 5))                     -- the open stream was closed
+  end)
+
+  it("messages published while the stream is open arrive as they come; poll() never blocks", function()
+    local ch = channel()
+    local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch), cursor = "sse" }
+    assert.same({}, sub:poll())
+    assert.truthy(srv:wait_held(1, 5))
+    srv:publish(ch, '{"n":1}')
+    srv:publish(ch, '{"n":2}')
+    local got, deadline = {}, longpoll.now() + 10
+    while #got < 2 and longpoll.now() < deadline do
+      for _, ev in ipairs(assert(sub:poll())) do got[#got + 1] = ev.data.n end
+      longpoll.sleep(0.005)
+    end
+    assert.same({ 1, 2 }, got)
+    assert.equals(1, srv:stats().hits["/sse/" .. ch])
+    sub:cancel()
+  end)
+
+  it("next() in a coroutine yields the stream until an event is there", function()
+    local ch = channel()
+    srv:publish(ch, "a")
+    local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch .. "?close_after=1"), cursor = "sse" }
+    local co = coroutine.create(function()
+      local a = sub:next()
+      local b = sub:next()
+      return a.data .. b.data
+    end)
+    local yields, published, result = 0, false, nil
+    for _ = 1, 10000 do
+      local ok, y = coroutine.resume(co)
+      assert.is_true(ok, y)
+      if coroutine.status(co) == "dead" then result = y; break end
+      yields = yields + 1
+      if type(y) == "number" then
+        longpoll.sleep(y)                  -- a backoff or pacing wait
+      else
+        assert.is_true(y.next ~= nil)      -- the stream request
+        if not published and srv:stats().held == 1 then
+          srv:publish(ch, "b")
+          published = true
+        end
+        longpoll.wait_any({ y }, 0.05)
+      end
+    end
+    assert.equals("ab", result)
+    assert.is_true(yields > 0)
+    sub:cancel()
+  end)
+
+  it("resume starts after a saved cursor; a failure is retried with backoff", function()
+    local ch = channel()
+    for i = 1, 4 do srv:publish(ch, "m" .. i) end
+    srv:fail{ mode = "503", count = 2 }
+    local clock, sleep, sleeps = fake_time()
+    local errors = {}
+    local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch), cursor = "sse", resume = "2",
+      clock = clock, sleep = sleep, backoff = { floor = 0.5, ceiling = 4 },
+      on_error = function(err) errors[#errors + 1] = err.status end }
+    local got = {}
+    for ev in sub:messages() do
+      got[#got + 1] = ev.data
+      if #got == 2 then break end
+    end
+    assert.same({ "m3", "m4" }, got)
+    assert.same({ 503, 503 }, errors)
+    assert.equals(2, #sleeps)
+    for _, s in ipairs(sleeps) do assert.is_true(s >= 0.5 and s <= 4) end
+    sub:cancel()
+  end)
+
+  it("bad options raise naming them", function()
+    local url = srv:url("/sse/x")
+    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", stream = "ndjson" } end,
+      'longpoll.subscribe: option \'stream\' must be "sse" with cursor "sse"')
+    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", timeout = 5 } end)
+    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", resume = 5 } end)
+  end)
+end)
+
+local describe_nchan = nchan.available() and describe or pending
+
+describe_nchan("subscribe with cursor 'sse' against Nchan's EventSource", function()
+  local srv
+  setup(function() srv = nchan.start{} end)
+  teardown(function() srv:stop(); srv:cleanup() end)
+
+  it("goes on across an nginx reload with Last-Event-ID, nothing lost or repeated", function()
+    local ch = channel("nr")
+    local sub = longpoll.subscribe{ url = srv:url("/es/" .. ch), cursor = "sse",
+      backoff = { idle = 0.05 } }
+    sub:start()
+    assert.is_true(srv:wait_subscribers(ch, 1))
+    local got = {}
+    local function take(n)
+      local deadline = longpoll.now() + 10
+      while #got < n and longpoll.now() < deadline do
+        for _, ev in ipairs(assert(sub:poll())) do got[#got + 1] = ev end
+        longpoll.sleep(0.005)
+      end
+    end
+    assert.is_true(srv:publish(ch, "one"))
+    assert.is_true(srv:publish(ch, "two"))
+    take(2)
+    assert.truthy(srv:reload())
+    -- Nchan's tags restart at 0 after a reload: publish in a later second than the last id
+    local deadline = socket.gettime() + 3
+    while os.time() <= tonumber(got[2].id:match("^%d+")) and socket.gettime() < deadline do
+      socket.sleep(0.02)
+    end
+    -- the stream ended cleanly with the reload; the subscription (driven by poll()) opens
+    -- it again
+    deadline = longpoll.now() + 10
+    while srv:info(ch).subscribers ~= 1 and longpoll.now() < deadline do
+      assert.same({}, sub:poll())
+      longpoll.sleep(0.02)
+    end
+    assert.equals(1, srv:info(ch).subscribers)
+    assert.equals("running", sub:status())
+    assert.is_true(srv:publish(ch, "three"))
+    take(3)
+    assert.equals(3, #got)
+    assert.same({ "one", "two", "three" }, { got[1].data, got[2].data, got[3].data })
+    assert.equals(got[3].id, sub:cursor())
+    assert.equals("running", sub:status())
+    sub:cancel()
+    assert.is_true(srv:wait_subscribers(ch, 0))
+  end)
+end)
