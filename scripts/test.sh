@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: the busted specs against the rockspec install,
-# then the core specs once more under valgrind memcheck. Ends with one line
+# then the core specs once more under valgrind memcheck, then under ASan+UBSan
+# with the response fuzzer (scripts/asan.sh). Ends with one line
 # "N passed, N failed" adding up all runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,11 @@ if [ "$vg" -eq 99 ] || grep -q "ERROR SUMMARY: [1-9]" "$vg_log"; then
   vg_failed=1
 fi
 rm -f "$vg_log"
+
+# ASan+UBSan: the specs and the response fuzzer on a sanitized build of the
+# module (scripts/asan.sh appends its counts to $LONGPOLL_COUNTS)
+echo "== the specs and the response fuzzer under ASan+UBSan"
+bash scripts/asan.sh
 
 awk -v extra="$vg_failed" '{ p += $1; f += $2 } END { printf "%d passed, %d failed\n", p, f + extra; exit (f + extra > 0) }' "$counts"
 rc=$?

@@ -6,7 +6,9 @@
 --                                                              -- conns[n] (the last repeats)
 --   local srv = rawserver.start{ steps = steps }               -- every connection plays steps
 --   local srv = rawserver.start{ script = "path.lua", args = {...} }
---       -- path.lua returns function(conn_no, args) -> steps (run in the server process)
+--       -- path.lua returns function(conn_no, args) -> steps (run in the server process),
+--       -- or { respond = function(request_line, conn_no, args) -> steps }: each
+--       -- connection then reads a request, plays respond's steps, and reads the next
 --   srv:url("/x")                 --> "http://127.0.0.1:<port>/x"
 --   srv:stats()                   --> { accepted, requests, open, held, peer_closed,
 --                                       notes = { [name] = n } }
@@ -173,10 +175,15 @@ end
 local uv = require "luv"
 local _, spec_file, parent = ...
 local spec = assert(loadfile(spec_file))()
-local generate
+local generate, respond
 if spec.script then
   local make = assert(loadfile(spec.script))()
-  generate = function(n) return make(n, spec.args or {}) end
+  if type(make) == "table" then
+    respond = function(line, n) return make.respond(line, n, spec.args or {}) end
+    generate = function() return { "request" } end
+  else
+    generate = function(n) return make(n, spec.args or {}) end
+  end
 elseif spec.conns then
   generate = function(n) return spec.conns[math.min(n, #spec.conns)] end
 else
@@ -261,6 +268,13 @@ local function serve(tcp)
       if not line then c.waiting = "request" return end
       c.waiting = nil
       emit("REQUEST", c.no, line)
+      if respond then           -- this request's steps, then the next request
+        local ok, steps = pcall(respond, line, c.no)
+        if not ok then log("respond:", tostring(steps)) steps = { "close" } end
+        c.steps, c.pc = steps, 1
+        steps[#steps + 1] = "request"
+        return step()
+      end
       return advance()
     elseif s == "hold" then
       c.waiting = "hold"
