@@ -8,22 +8,25 @@
 -- from (seed, case), so a failure prints what replays it.
 --
 --   lua5.4 spec/fuzz/run.lua [--seed S] [--cases N] [--start K] [--concurrency C]
---                            [--progress FILE]
+--                            [--progress FILE] [--log FILE]
+--
+-- --progress FILE: the cases in flight, rewritten as they start (what to replay
+-- after a crash); --log FILE: one line per case: number, result kind, seconds.
 --
 -- Run from the repository root; LUA_PATH/LUA_CPATH choose the module (the
 -- build under test). Exit status 0 when every case passed. Prints one line at
 -- the end: "fuzz: N cases (seed S, from K), F failed, T s, results: ...".
 package.path = "spec/?.lua;lua/?.lua;" .. package.path
 
-local opt = { seed = nil, cases = 1000, start = 1, concurrency = 32, progress = nil }
+local opt = { seed = nil, cases = 1000, start = 1, concurrency = 32, progress = nil, log = nil }
 do
   local i = 1
   while i <= #arg do
     local k = arg[i]:match("^%-%-(%w+)$")
     local v = tonumber(arg[i + 1]) or arg[i + 1]
-    if not k or opt[k] == nil and k ~= "seed" and k ~= "progress" or v == nil then
+    if not k or opt[k] == nil and k ~= "seed" and k ~= "progress" and k ~= "log" or v == nil then
       io.stderr:write("usage: lua5.4 spec/fuzz/run.lua [--seed S] [--cases N] [--start K] "
-        .. "[--concurrency C] [--progress FILE]\n")
+        .. "[--concurrency C] [--progress FILE] [--log FILE]\n")
       os.exit(2)
     end
     opt[k] = v
@@ -113,12 +116,12 @@ local function progress()
   end
 end
 
-local DEBUG = os.getenv("FUZZ_DEBUG") and io.open(os.getenv("FUZZ_DEBUG"), "w")
+local log = opt.log and assert(io.open(opt.log, "w"))
 local function finish(b)
   local ok, why, kind = pcall(b.opts.stream and check_stream or check_plain, b.req, b.opts)
   if not ok then why = "raised: " .. tostring(why) end
   if why then fail(b.case, why) else counts[kind] = (counts[kind] or 0) + 1 end
-  if DEBUG then DEBUG:write(b.case, " ", tostring(kind), " ", ("%.2f"):format(longpoll.now() - b.t), "\n") end
+  if log then log:write(b.case, " ", tostring(kind or why), " ", ("%.2f"):format(longpoll.now() - b.t), "\n") end
   finished = finished + 1
   -- the process keeps working: a good request every 50 cases (on a server of
   -- its own: a fuzz server may answer a kept-alive connection before it asks)
@@ -168,7 +171,6 @@ for _ = 1, 100 * opt.cases + 1000 do
   end
 end
 good:stop()
-if os.getenv("FUZZ_DEBUG") then io.stderr:write(srv:log():sub(1, 2000)) end
 
 local kinds = {}
 for k, n in pairs(counts) do kinds[#kinds + 1] = k .. "=" .. n end
