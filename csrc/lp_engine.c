@@ -1060,8 +1060,12 @@ static void watch_del(lp_engine *e, curl_socket_t fd) {
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
   lp_engine *e = userp;
   lp_sock *k = sock_get(e, s);
-  /* for our sockets the token must be of this life of the descriptor */
-  int in_set = k ? k->watched && socketp == sock_token(k) : socketp != NULL;
+  /* for our sockets the token must be of this life of the descriptor; a
+     socket libcurl made itself carries e. So a late CURL_POLL_REMOVE for one
+     of ours that on_close_socket already took out of the set (k is NULL
+     then, the token a generation) touches nothing: its number may already
+     belong to a descriptor another thread just made */
+  int in_set = k ? k->watched && socketp == sock_token(k) : socketp == (void *)e;
   uint32_t events;
   int err;
   if (what == CURL_POLL_REMOVE) {
