@@ -21,7 +21,9 @@ describe("the stream splitter", function()
     assert.matches("^stream: %d+ splits ok\n$", out)
   end)
 
-  it("survives a short differential fuzzing run", function()
+  -- the C code is the same whatever Lua runs the specs: fuzz once, in the 5.4 pass
+  local fuzz = _VERSION == "Lua 5.4" and it or pending
+  fuzz("survives a short differential fuzzing run", function()
     local bin = os.getenv("LONGPOLL_STREAM_FUZZ") or "build-fuzz/stream_fuzz"
     built(bin, "CC=clang cmake -DLONGPOLL_STREAM_FUZZ=ON")
     -- a scratch copy of the seed corpus: the run adds to it
