@@ -13,6 +13,14 @@
  * share joins the worker before the package library unloads this file. A
  * request made by a finalizer during lua_close is never finalized itself:
  * its context's finalizer frees it; after that, request() raises.
+ *
+ * A request is two userdata: the object Lua sees (a box: a pointer, and user
+ * values for its results and context) and a guard that holds the C state
+ * (lreq) and has the finalizer. The guard refers to no Lua value, so when
+ * an unreachable request is finalized only the guard is kept for the
+ * finalizer: the results die with the box in the same collection, instead
+ * of being resurrected with it (and, in Lua 5.4's generational mode,
+ * promoted to the old generation for a major collection to free).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,6 +39,7 @@
 #endif
 
 #define LP_REQUEST "longpoll.request"
+#define LP_GUARD "longpoll.request.guard"
 #define LP_ERROR "longpoll.error"
 #define LP_CONTEXT "longpoll.context"
 #define LP_CONTEXTS "longpoll.contexts"   /* registry: live contexts of the state */
@@ -46,8 +55,9 @@
 #define LP_URL_MEMO 4                  /* urls whose check is remembered */
 
 enum { DECODE_AUTO, DECODE_JSON, DECODE_NONE };
-enum { UV_CODEC_ENCODE = 1, UV_CODEC_DECODE, UV_CODEC_NULL };
-enum { UV_VALUE = 1, UV_SECOND, UV_CTX };  /* a request's user values */
+/* the context's user values */
+enum { UV_CODEC_ENCODE = 1, UV_CODEC_DECODE, UV_CODEC_NULL, UV_OPTION_SLOTS, UV_NCTX = UV_OPTION_SLOTS };
+enum { UV_VALUE = 1, UV_SECOND, UV_CTX, UV_GUARD, UV_NREQ = UV_GUARD };  /* a request's */
 
 typedef struct lreq lreq;
 
@@ -66,9 +76,9 @@ typedef struct lctx {
   int memo_next;
 } lctx;
 
-struct lreq {
+struct lreq {                   /* the guard of a request: its C state */
   lp_req *r;                    /* NULL once finalized; linked in ctx->live while set */
-  lctx *ctx;                    /* kept alive by user value UV_CTX */
+  lctx *ctx;                    /* kept alive by the box's user value UV_CTX */
   lreq *prev, *next;
   int decode;
   lp_state settled;             /* state of the cached results, or LP_READY */
@@ -78,15 +88,65 @@ static const char *const state_names[] = {
   "ready", "running", "done", "failed", "canceled"
 };
 
-#define ctx_index lua_upvalueindex(1)
+#define ctx_index lua_upvalueindex(1)       /* in module functions */
+#define reqmt_index lua_upvalueindex(2)     /* the request metatable */
+#define guardmt_index lua_upvalueindex(3)   /* the guard metatable */
 
 static lctx *get_ctx(lua_State *L) {
   return (lctx *)lua_touserdata(L, ctx_index);
 }
 
-/* the one checked accessor every method uses */
+/* registry keys (their addresses) of what the binding reaches on every
+   call: a pointer's lookup, not a name's */
+enum { KEY_ERROR, KEY_CACHE, KEY_N };
+static const char reg_keys[KEY_N];
+#define reg_key(k) ((const void *)&reg_keys[k])
+
+/* the request at i, or NULL; `mt` is the index of the request metatable
+   (every function that takes a request has it as an upvalue) */
+static lreq *test_request(lua_State *L, int i, int mt) {
+  lreq **box = (lreq **)lua_touserdata(L, i);
+  int same;
+  if (!box || !lua_getmetatable(L, i)) return NULL;
+  same = lua_rawequal(L, -1, mt);
+  lua_pop(L, 1);
+  return same ? *box : NULL;
+}
+
+#define mt_index lua_upvalueindex(1)   /* in methods and metamethods */
+
+/* upvalue 2 of methods: what building results needs, at hand: the field
+   names (interned once), the response metatable and the weak table of raw
+   header blocks (see response_index) */
+#define cache_index lua_upvalueindex(2)
+enum {
+  C_RESPONSE_MT = 1, C_HEADS, C_STATUS, C_BODY, C_URL, C_ELAPSED,
+  C_HTTP_VERSION, C_RETRY_AFTER, C_HTTP_11, C_HTTP_2, C_HTTP_10, C_N
+};
+static const char *const cache_strings[] = {  /* from C_STATUS on */
+  "status", "body", "url", "elapsed", "http_version", "retry_after",
+  "1.1", "2", "1.0"
+};
+_Static_assert(sizeof cache_strings / sizeof cache_strings[0] == C_N - C_STATUS,
+               "one string per cached name");
+
+/* t[name c] = v, raw, for the table at -2 and the value at -1 (pops it) */
+static void set_cached(lua_State *L, int c) {
+  lua_rawgeti(L, cache_index, c);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
+/* the request at i, or raise; for methods and metamethods */
+static lreq *to_request(lua_State *L, int i) {
+  lreq *q = test_request(L, i, mt_index);
+  return q ? q : *(lreq **)luaL_checkudata(L, i, LP_REQUEST);
+}
+
+/* the request at i, not collected yet, or raise: the one checked accessor
+   of methods (module functions use test_request(L, i, 0)) */
 static lreq *check_request(lua_State *L, int i) {
-  lreq *q = (lreq *)luaL_checkudata(L, i, LP_REQUEST);
+  lreq *q = to_request(L, i);
   luaL_argcheck(L, q->r != NULL, i, "request already collected");
   return q;
 }
@@ -176,19 +236,30 @@ static void push_error(lua_State *L, lp_kind kind, const char *cause,
     lua_pushfstring(L, "%s: %s", name, cause);
   }
   lua_setfield(L, -2, "message");
-  luaL_getmetatable(L, LP_ERROR);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, reg_key(KEY_ERROR));
   lua_setmetatable(L, -2);
 }
 
 /* ---- options ---- */
 
 /* the one list of request options: request_new accepts exactly these, and
-   the module exports them as core.options for the Lua layer */
+   the module exports them as core.options for the Lua layer. While a request
+   is made, option k's value sits in stack slot OPT_SLOT(k) */
+enum {
+  OPT_URL, OPT_METHOD, OPT_HEADERS, OPT_QUERY, OPT_BODY, OPT_TIMEOUT,
+  OPT_CONNECT_TIMEOUT, OPT_MAX_BODY, OPT_DECODE, OPT_FOLLOW_REDIRECTS,
+  OPT_VERIFY, OPT_CAINFO, OPT_USER_AGENT, OPT_HTTP_VERSION, OPT_AUTH,
+  OPT_STREAM, OPT_MAX_MESSAGE, OPT_MAX_QUEUED, OPT_N
+};
 static const char *const opt_names[] = {
   "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
   "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
   "http_version", "auth", "stream", "max_message", "max_queued", NULL
 };
+_Static_assert(sizeof opt_names / sizeof opt_names[0] == OPT_N + 1,
+               "one name per option");
+_Static_assert(OPT_N <= 32, "a bit per option in lspec.present");
+#define OPT_SLOT(k) (2 + (k))   /* the options table is at 1 */
 
 /* a request's options, read and checked before anything is allocated; the
    strings point into Lua strings that stay on the stack until copied */
@@ -198,6 +269,7 @@ typedef struct lstr {
 } lstr;
 
 typedef struct lspec {
+  unsigned present;             /* bit k: option k was given */
   lstr url, method, body, cainfo, user_agent, user, password;
   int headers;                  /* stack index of the headers table, 0: none */
   int has_ctype, has_authz, json_body, decode, follow_redirects, verify, fresh_connect;
@@ -211,22 +283,31 @@ static int opt_error(lua_State *L, const char *name, const char *what) {
   return luaL_error(L, "longpoll.request: option '%s' %s", name, what);
 }
 
-/* push t[key], raw (no __index may run while options are read); error
-   naming `name` unless its type is `type` or nil; returns the type */
-static int get_typed(lua_State *L, int t, const char *key, const char *name, int type) {
-  int got;
-  lua_pushstring(L, key);
-  got = lua_rawget(L, t);
+/* raise naming `name` unless the value at `i` is of type `type` or nil;
+   returns its type */
+static int check_type(lua_State *L, int i, const char *name, int type) {
+  int got = lua_type(L, i);
   if (got != LUA_TNIL && got != type) {
     lua_pushfstring(L, "must be a %s (got %s)", lua_typename(L, type),
-                    luaL_typename(L, -1));
+                    luaL_typename(L, i));
     opt_error(L, name, lua_tostring(L, -1));
   }
   return got;
 }
 
-static int opt_field(lua_State *L, int o, const char *name, int type) {
-  return get_typed(L, o, name, name, type);
+/* push t[key], raw (no __index may run while options are read); error
+   naming `name` unless its type is `type` or nil; returns the type */
+static int get_typed(lua_State *L, int t, const char *key, const char *name, int type) {
+  lua_pushstring(L, key);
+  lua_rawget(L, t);
+  return check_type(L, -1, name, type);
+}
+
+/* the type of option k, checked to be `type` or nil (an option not given
+   costs a bit test) */
+static int opt_type(lua_State *L, const lspec *sp, int k, int type) {
+  if (!(sp->present & (1u << k))) return LUA_TNIL;
+  return check_type(L, OPT_SLOT(k), opt_names[k], type);
 }
 
 /* raise naming `name` when s holds a NUL byte (C would cut it there) */
@@ -238,66 +319,78 @@ static int has_crlf(const char *s, size_t len) {
   return memchr(s, '\r', len) || memchr(s, '\n', len);
 }
 
-/* push t[key] and read it as a string without NUL bytes; {NULL} when nil.
-   The value stays pushed: it keeps the string alive until it is copied */
-static lstr get_string(lua_State *L, int t, const char *key, const char *name) {
+/* the value at `i` as a string without NUL bytes; {NULL} when nil */
+static lstr to_string(lua_State *L, int i, const char *name) {
   lstr v = {NULL, 0};
-  if (get_typed(L, t, key, name, LUA_TSTRING) == LUA_TSTRING) {
-    v.s = lua_tolstring(L, -1, &v.len);
+  if (check_type(L, i, name, LUA_TSTRING) == LUA_TSTRING) {
+    v.s = lua_tolstring(L, i, &v.len);
     check_nul(L, name, v.s, v.len);
   }
   return v;
 }
 
-static lstr opt_string(lua_State *L, int o, const char *name) {
-  return get_string(L, o, name, name);
+/* push t[key] and read it as a string, as to_string. The value stays
+   pushed: it keeps the string alive until it is copied */
+static lstr get_string(lua_State *L, int t, const char *key, const char *name) {
+  lua_pushstring(L, key);
+  lua_rawget(L, t);
+  return to_string(L, -1, name);
 }
 
-/* t[key] as an index into `choices` (the first when absent) */
-static int get_choice(lua_State *L, int t, const char *key, const char *name,
-                      const char *const choices[], const char *what) {
-  lstr v = get_string(L, t, key, name);
-  int i = 0;
+/* option k as a string (its slot keeps it alive) */
+static lstr opt_string(lua_State *L, const lspec *sp, int k) {
+  lstr none = {NULL, 0};
+  if (!(sp->present & (1u << k))) return none;
+  return to_string(L, OPT_SLOT(k), opt_names[k]);
+}
+
+/* the string at `i` as an index into `choices` (the first when nil) */
+static int to_choice(lua_State *L, int i, const char *name,
+                     const char *const choices[], const char *what) {
+  lstr v = to_string(L, i, name);
+  int k = 0;
   if (v.s) {
-    for (; choices[i] && strcmp(choices[i], v.s) != 0; i++) {}
-    if (!choices[i]) opt_error(L, name, what);
+    for (; choices[k] && strcmp(choices[k], v.s) != 0; k++) {}
+    if (!choices[k]) opt_error(L, name, what);
   }
-  lua_pop(L, 1);
-  return i;
+  return k;
 }
 
-static int opt_bool(lua_State *L, int o, const char *name, int def) {
-  int v = def;
-  if (opt_field(L, o, name, LUA_TBOOLEAN) == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
+static int opt_bool(lua_State *L, const lspec *sp, int k, int def) {
+  if (opt_type(L, sp, k, LUA_TBOOLEAN) == LUA_TBOOLEAN) return lua_toboolean(L, OPT_SLOT(k));
+  return def;
 }
 
-/* a duration in seconds as milliseconds (rounded up), `def` when absent */
-static long opt_seconds(lua_State *L, int o, const char *name, long def) {
-  long ms = def;
-  if (opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER) {
-    lua_Number s = lua_tonumber(L, -1);
+/* option k, a string, as an index into `choices` (the first when absent) */
+static int opt_choice(lua_State *L, const lspec *sp, int k,
+                      const char *const choices[], const char *what) {
+  if (!(sp->present & (1u << k))) return 0;
+  return to_choice(L, OPT_SLOT(k), opt_names[k], choices, what);
+}
+
+/* option k, a duration in seconds, as milliseconds (rounded up), `def` when
+   absent */
+static long opt_seconds(lua_State *L, const lspec *sp, int k, long def) {
+  if (opt_type(L, sp, k, LUA_TNUMBER) == LUA_TNUMBER) {
+    lua_Number s = lua_tonumber(L, OPT_SLOT(k));
     if (!(s > 0 && s <= 86400.0 * 365))
-      opt_error(L, name, "must be a positive number of seconds");
-    ms = (long)ceil(s * 1000.0);
+      opt_error(L, opt_names[k], "must be a positive number of seconds");
+    return (long)ceil(s * 1000.0);
   }
-  lua_pop(L, 1);
-  return ms;
+  return def;
 }
 
-/* a positive integer option as a size, `def` when absent; *given says if it was */
-static size_t opt_size(lua_State *L, int o, const char *name, size_t def, int *given) {
-  size_t v = def;
-  *given = opt_field(L, o, name, LUA_TNUMBER) == LUA_TNUMBER;
+/* option k, a positive integer, as a size, `def` when absent; *given says
+   if it was */
+static size_t opt_size(lua_State *L, const lspec *sp, int k, size_t def, int *given) {
+  *given = opt_type(L, sp, k, LUA_TNUMBER) == LUA_TNUMBER;
   if (*given) {
-    lua_Number n = lua_tonumber(L, -1);
+    lua_Number n = lua_tonumber(L, OPT_SLOT(k));
     if (!(n >= 1 && n <= 9007199254740992.0 && n == floor(n)))
-      opt_error(L, name, "must be a positive integer");
-    v = (size_t)n;
+      opt_error(L, opt_names[k], "must be a positive integer");
+    return (size_t)n;
   }
-  lua_pop(L, 1);
-  return v;
+  return def;
 }
 
 static int is_token(const char *s, size_t len) {
@@ -481,11 +574,12 @@ static CURLUcode check_url(lctx *c, lstr u, int *user) {
   return CURLUE_OK;
 }
 
-/* url and query into sp->url (left on the stack). The url is checked by
-   libcurl's parser, the same way with or without a query; the query's names
-   and values, percent-encoded by libcurl, cannot make a valid url invalid */
-static void opt_url(lua_State *L, int o, lctx *c, lspec *sp) {
-  lstr u = opt_string(L, o, "url");
+/* url and query into sp->url (a url with a query is left on the stack).
+   The url is checked by libcurl's parser, the same way with or without a
+   query; the query's names and values, percent-encoded by libcurl, cannot
+   make a valid url invalid */
+static void opt_url(lua_State *L, lctx *c, lspec *sp) {
+  lstr u = opt_string(L, sp, OPT_URL);
   CURLUcode rc;
   int user = 0;
   if (!u.s) opt_error(L, "url", "is required");
@@ -500,18 +594,17 @@ static void opt_url(lua_State *L, int o, lctx *c, lspec *sp) {
     opt_error(L, "url", lua_tostring(L, -1));
   }
   if (user && sp->user.s) opt_error(L, "auth", "conflicts with credentials in the url");
-  if (opt_field(L, o, "query", LUA_TTABLE) == LUA_TTABLE)
-    u = push_query_url(L, c, u, lua_gettop(L));
+  if (opt_type(L, sp, OPT_QUERY, LUA_TTABLE) == LUA_TTABLE)
+    u = push_query_url(L, c, u, OPT_SLOT(OPT_QUERY));
   sp->url = u;
 }
 
 /* auth = { user = s, password = s, type = "basic" | "digest" | "any" } */
-static void opt_auth(lua_State *L, int o, lspec *sp) {
+static void opt_auth(lua_State *L, lspec *sp) {
   static const char *const types[] = {"basic", "digest", "any", NULL};
   static const long curl_types[] = {CURLAUTH_BASIC, CURLAUTH_DIGEST, CURLAUTH_ANY};
-  int t;
-  if (opt_field(L, o, "auth", LUA_TTABLE) != LUA_TTABLE) return;
-  t = lua_gettop(L);
+  int t = OPT_SLOT(OPT_AUTH);
+  if (opt_type(L, sp, OPT_AUTH, LUA_TTABLE) != LUA_TTABLE) return;
   lua_pushnil(L);
   while (lua_next(L, t)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
@@ -528,20 +621,21 @@ static void opt_auth(lua_State *L, int o, lspec *sp) {
     opt_error(L, "auth.user", "contains ':', CR or LF");
   if (has_crlf(sp->password.s, sp->password.len))
     opt_error(L, "auth.password", "contains CR or LF");
-  sp->httpauth = curl_types[get_choice(L, t, "type", "auth.type", types,
-                                       "must be \"basic\", \"digest\" or \"any\"")];
+  get_typed(L, t, "type", "auth.type", LUA_TSTRING);
+  sp->httpauth = curl_types[to_choice(L, -1, "auth.type", types,
+                                      "must be \"basic\", \"digest\" or \"any\"")];
+  lua_pop(L, 1);
 }
 
-/* the body, a string or a table encoded with the codec, into sp->body (left
-   on the stack) */
-static void opt_body(lua_State *L, int o, lspec *sp) {
-  int t;
-  lua_pushliteral(L, "body");
-  t = lua_rawget(L, o);
-  if (t == LUA_TNIL) return;
+/* the body, a string or a table encoded with the codec (left on the stack),
+   into sp->body */
+static void opt_body(lua_State *L, lspec *sp) {
+  int i = OPT_SLOT(OPT_BODY), t;
+  if (!(sp->present & (1u << OPT_BODY))) return;
+  t = lua_type(L, i);
   if (t == LUA_TTABLE) {
     lp_getuv(L, ctx_index, UV_CODEC_ENCODE);
-    lua_insert(L, -2);
+    lua_pushvalue(L, i);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
       lua_pushfstring(L, "could not be encoded as JSON: %s", lua_tostring(L, -1));
       opt_error(L, "body", lua_tostring(L, -1));
@@ -549,37 +643,46 @@ static void opt_body(lua_State *L, int o, lspec *sp) {
     if (lua_type(L, -1) != LUA_TSTRING)
       opt_error(L, "body", "could not be encoded as JSON (the encoder returned no string)");
     sp->json_body = 1;
+    i = lua_gettop(L);
   } else if (t != LUA_TSTRING) {
     opt_error(L, "body", "must be a string or a table");
   }
-  sp->body.s = lua_tolstring(L, -1, &sp->body.len);
+  sp->body.s = lua_tolstring(L, i, &sp->body.len);
 }
 
-static void check_keys(lua_State *L, int o) {
+/* every option of the table at 1 into its slot, OPT_SLOT(k); an unknown
+   key raises. One pass over what the caller gave (a lookup each), not a
+   lookup of every option the module knows */
+static void take_options(lua_State *L, lspec *sp) {
+  int names, k;
+  lua_settop(L, OPT_SLOT(OPT_N - 1));
+  lp_getuv(L, ctx_index, UV_OPTION_SLOTS);  /* name -> k */
+  names = lua_gettop(L);
   lua_pushnil(L);
-  while (lua_next(L, o)) {
-    int i = 0;
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -2);
-      for (; opt_names[i] && strcmp(opt_names[i], k) != 0; i++) {}
-      if (opt_names[i]) { lua_pop(L, 1); continue; }
-      luaL_error(L, "longpoll.request: unknown option '%s'", k);
+  while (lua_next(L, 1)) {
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, names) != LUA_TNUMBER) {
+      if (lua_type(L, -3) == LUA_TSTRING)
+        luaL_error(L, "longpoll.request: unknown option '%s'", lua_tostring(L, -3));
+      luaL_error(L, "longpoll.request: unknown option of type %s", luaL_typename(L, -3));
     }
-    luaL_error(L, "longpoll.request: unknown option of type %s",
-               luaL_typename(L, -2));
+    k = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_replace(L, OPT_SLOT(k));          /* the value, into its slot */
+    sp->present |= 1u << k;
   }
+  lua_pop(L, 1);
 }
 
 /* stream, max_message, max_queued into sp */
-static void opt_stream(lua_State *L, int o, lspec *sp) {
-  lstr v = opt_string(L, o, "stream");
+static void opt_stream(lua_State *L, lspec *sp) {
+  lstr v = opt_string(L, sp, OPT_STREAM);
   int given_message, given_queued;
   sp->stream = -1;
   if (v.s && (sp->stream = lp_stream_format_of(v.s)) < 0)
     opt_error(L, "stream", "must be \"sse\", \"ndjson\", \"json-seq\" or \"lines\"");
-  lua_pop(L, 1);
-  sp->max_message = opt_size(L, o, "max_message", LP_DEFAULT_MAX_MESSAGE, &given_message);
-  sp->max_queued = opt_size(L, o, "max_queued", LP_DEFAULT_MAX_QUEUED, &given_queued);
+  sp->max_message = opt_size(L, sp, OPT_MAX_MESSAGE, LP_DEFAULT_MAX_MESSAGE, &given_message);
+  sp->max_queued = opt_size(L, sp, OPT_MAX_QUEUED, LP_DEFAULT_MAX_QUEUED, &given_queued);
   if (!v.s && (given_message || given_queued))
     opt_error(L, given_message ? "max_message" : "max_queued", "applies only with 'stream'");
 }
@@ -593,17 +696,17 @@ static void read_options(lua_State *L, lctx *c, lspec *sp) {
     CURL_HTTP_VERSION_2TLS, CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
   };
   int i;
-  check_keys(L, 1);
-  opt_auth(L, 1, sp);           /* before the url: both may carry credentials */
-  if (opt_field(L, 1, "headers", LUA_TTABLE) == LUA_TTABLE) {
-    sp->headers = lua_gettop(L);
+  take_options(L, sp);
+  opt_auth(L, sp);              /* before the url: both may carry credentials */
+  if (opt_type(L, sp, OPT_HEADERS, LUA_TTABLE) == LUA_TTABLE) {
+    sp->headers = OPT_SLOT(OPT_HEADERS);
     opt_headers(L, c, sp->headers, sp, NULL);
   }
   if (sp->has_authz && sp->user.s)
     opt_error(L, "auth", "conflicts with an Authorization header");
-  opt_url(L, 1, c, sp);
-  opt_body(L, 1, sp);
-  sp->method = opt_string(L, 1, "method");
+  opt_url(L, c, sp);
+  opt_body(L, sp);
+  sp->method = opt_string(L, sp, OPT_METHOD);
   if (!sp->method.s) {          /* the one place the default method is decided */
     sp->method.s = sp->body.s ? "POST" : "GET";
     sp->method.len = strlen(sp->method.s);
@@ -614,21 +717,21 @@ static void read_options(lua_State *L, lctx *c, lspec *sp) {
     opt_error(L, "method", "must be an upper-case HTTP method");
   if (sp->body.s && strcmp(sp->method.s, "HEAD") == 0)
     opt_error(L, "body", "cannot be sent with HEAD (no response body would come)");
-  sp->timeout_ms = opt_seconds(L, 1, "timeout", 0);
-  sp->connect_timeout_ms = opt_seconds(L, 1, "connect_timeout",
+  sp->timeout_ms = opt_seconds(L, sp, OPT_TIMEOUT, 0);
+  sp->connect_timeout_ms = opt_seconds(L, sp, OPT_CONNECT_TIMEOUT,
                                        LP_DEFAULT_CONNECT_TIMEOUT_MS);
   sp->max_body = LP_DEFAULT_MAX_BODY;
-  if (opt_field(L, 1, "max_body", LUA_TNUMBER) == LUA_TNUMBER) {
-    lua_Integer n = lua_tointeger(L, -1);
-    if (!lua_isinteger(L, -1) && (lua_Number)n != lua_tonumber(L, -1)) n = 0;
+  if (opt_type(L, sp, OPT_MAX_BODY, LUA_TNUMBER) == LUA_TNUMBER) {
+    int k = OPT_SLOT(OPT_MAX_BODY);
+    lua_Integer n = lua_tointeger(L, k);
+    if (!lua_isinteger(L, k) && (lua_Number)n != lua_tonumber(L, k)) n = 0;
     if (n <= 0) opt_error(L, "max_body", "must be a positive integer");
     sp->max_body = (curl_off_t)n;
   }
-  lua_pop(L, 1);
-  sp->decode = get_choice(L, 1, "decode", "decode", decodes,
+  sp->decode = opt_choice(L, sp, OPT_DECODE, decodes,
                           "must be \"auto\", \"json\" or \"none\"");
-  sp->http_version = curl_versions[get_choice(L, 1, "http_version", "http_version",
-                                              versions, "must be \"auto\", \"1.1\" or \"2\"")];
+  sp->http_version = curl_versions[opt_choice(L, sp, OPT_HTTP_VERSION, versions,
+                                              "must be \"auto\", \"1.1\" or \"2\"")];
   /* h2c (prior knowledge, cleartext): libcurl before 8.0.0 fails every
      request after the first on a reused connection with "Error in the HTTP2
      framing layer" (curl/curl#10634): each such request gets a connection
@@ -636,17 +739,17 @@ static void read_options(lua_State *L, lctx *c, lspec *sp) {
   sp->fresh_connect = c->h2c_reuse_broken &&
                       sp->http_version == CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE &&
                       strncasecmp(sp->url.s, "http://", 7) == 0;
-  sp->follow_redirects = opt_bool(L, 1, "follow_redirects", 1);
-  sp->verify = opt_bool(L, 1, "verify", 1);
-  sp->cainfo = opt_string(L, 1, "cainfo");
-  sp->user_agent = opt_string(L, 1, "user_agent");
+  sp->follow_redirects = opt_bool(L, sp, OPT_FOLLOW_REDIRECTS, 1);
+  sp->verify = opt_bool(L, sp, OPT_VERIFY, 1);
+  sp->cainfo = opt_string(L, sp, OPT_CAINFO);
+  sp->user_agent = opt_string(L, sp, OPT_USER_AGENT);
   if (!sp->user_agent.s) {
     sp->user_agent.s = LP_DEFAULT_USER_AGENT;
     sp->user_agent.len = strlen(LP_DEFAULT_USER_AGENT);
   }
   if (has_crlf(sp->user_agent.s, sp->user_agent.len))
     opt_error(L, "user_agent", "contains CR or LF");
-  opt_stream(L, 1, sp);
+  opt_stream(L, sp);
 }
 
 static char *copy_lstr(lua_State *L, lstr v) {
@@ -666,7 +769,7 @@ static void drop_request(lreq *q) {
   if (q->prev) q->prev->next = q->next; else c->live = q->next;
   if (q->next) q->next->prev = q->prev;
   q->prev = q->next = NULL;
-  lp_req_cancel(q->r);
+  if (!lp_state_finished(lp_req_state(q->r))) lp_req_cancel(q->r);
   lp_req_release(q->r);
   q->r = NULL;
 }
@@ -675,21 +778,28 @@ static void drop_request(lreq *q) {
 static int request_new(lua_State *L) {
   lctx *c = get_ctx(L);
   lspec sp;
-  lreq *q;
+  lreq *q, **box;
   lp_req *r;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   if (c->closed) luaL_error(L, "longpoll: the module was closed (lua_close)");
   if (!c->engine) luaL_error(L, "longpoll: the engine could not be started");
-  luaL_checkstack(L, 32, "longpoll.request");
+  luaL_checkstack(L, OPT_N + 32, "longpoll.request");
   memset(&sp, 0, sizeof sp);
   read_options(L, c, &sp);
   /* all checked: a safe, empty object first, then what it owns (from here
-     only running out of memory raises, and __gc frees what was attached) */
-  q = (lreq *)lp_newuserdata(L, sizeof *q, 3);
+     only running out of memory raises, and the guard's __gc frees what was
+     attached) */
+  q = (lreq *)lp_newuserdata(L, sizeof *q, 0);
   memset(q, 0, sizeof *q);
-  luaL_getmetatable(L, LP_REQUEST);
+  lua_pushvalue(L, guardmt_index);
   lua_setmetatable(L, -2);
+  box = (lreq **)lp_newuserdata(L, sizeof *box, UV_NREQ);
+  *box = q;
+  lua_pushvalue(L, reqmt_index);
+  lua_setmetatable(L, -2);
+  lua_insert(L, -2);
+  lp_setuv(L, -2, UV_GUARD);
   lua_pushvalue(L, ctx_index);
   lp_setuv(L, -2, UV_CTX);
   if (!(r = lp_req_new())) out_of_memory(L);
@@ -732,79 +842,105 @@ static int request_new(lua_State *L) {
 
 /* ---- results ---- */
 
-/* headers of the last response as a table, names lowercased, repeats joined */
-static void push_headers(lua_State *L, const lp_buf *h) {
-  const char *p = h->data ? h->data : "", *end = p + h->len;
-  lua_newtable(L);
-  while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+/* the next header line of the raw block [*p, end): its name and value
+   (blanks around the value trimmed); 0 at the end. The status line, folded
+   continuation lines and lines without a colon are skipped */
+static int next_header(const char **p, const char *end, const char **name,
+                       size_t *nlen, const char **v, size_t *vlen) {
+  while (*p < end) {
+    const char *s = *p, *eol = memchr(s, '\n', (size_t)(end - s)), *colon, *ve;
     if (!eol) eol = end;
-    colon = memchr(p, ':', (size_t)(eol - p));
-    if (colon && colon > p && *p != ' ' && *p != '\t') {
-      char name[256];
-      size_t n = (size_t)(colon - p), k;
-      if (n >= sizeof name) n = sizeof name - 1;
-      for (k = 0; k < n; k++) name[k] = (char)((p[k] >= 'A' && p[k] <= 'Z') ? p[k] + 32 : p[k]);
-      name[n] = '\0';
-      for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) {}
-      for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'); ve--) {}
-      if (lua_getfield(L, -1, name) == LUA_TSTRING) {
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, v, (size_t)(ve - v));
-        lua_concat(L, 3);
-      } else {
-        lua_pop(L, 1);
-        lua_pushlstring(L, v, (size_t)(ve - v));
-      }
-      lua_setfield(L, -2, name);
+    *p = eol + 1;
+    colon = memchr(s, ':', (size_t)(eol - s));
+    if (!colon || colon == s || *s == ' ' || *s == '\t') continue;
+    *name = s;
+    *nlen = (size_t)(colon - s);
+    for (colon++; colon < eol && (*colon == ' ' || *colon == '\t'); colon++) {}
+    for (ve = eol; ve > colon && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'); ve--) {}
+    *v = colon;
+    *vlen = (size_t)(ve - colon);
+    return 1;
+  }
+  return 0;
+}
+
+/* the headers table of a raw header block: names lowercased, repeated
+   headers joined with ", " */
+static void push_headers(lua_State *L, const char *h, size_t len) {
+  const char *p = h, *end = h + len, *name, *v;
+  size_t nlen, vlen, k;
+  int lines = 0, t;
+  for (; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++) lines++;
+  lua_createtable(L, 0, lines);  /* sized once: no rehash as it fills */
+  t = lua_gettop(L);
+  p = h;
+  while (next_header(&p, end, &name, &nlen, &v, &vlen)) {
+    char low[256];
+    if (nlen >= sizeof low) nlen = sizeof low - 1;
+    for (k = 0; k < nlen; k++)
+      low[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] + 32 : name[k]);
+    lua_pushlstring(L, low, nlen);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, t) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, vlen);
     }
-    p = eol + 1;
+    lua_rawset(L, t);
   }
 }
 
-static void push_response(lua_State *L, lp_req *r) {
-  lua_createtable(L, 0, 6);
+/* the response's __index: `headers` is made from the raw block the first
+   time it is read (upvalue 1: the weak table response -> raw block), then
+   stored in the response, a plain table like the others */
+static int response_index(lua_State *L) {
+  size_t len;
+  const char *h;
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "headers") != 0)
+    return 0;
+  lua_pushvalue(L, 1);
+  lua_rawget(L, lua_upvalueindex(1));
+  h = lua_tolstring(L, -1, &len);
+  push_headers(L, h ? h : "", h ? len : 0);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_rawset(L, lua_upvalueindex(1));
+  return 1;
+}
+
+/* push the response table of r; its body is the string at `body`. The
+   headers stay a raw block until response.headers is read */
+static void push_response(lua_State *L, lp_req *r, int body) {
+  static const int versions[] = {C_HTTP_11, C_HTTP_2, C_HTTP_10};
+  lua_createtable(L, 0, 7);
   lua_pushinteger(L, r->status);
-  lua_setfield(L, -2, "status");
-  push_headers(L, &r->head);
-  lua_setfield(L, -2, "headers");
-  lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-  lua_setfield(L, -2, "body");
+  set_cached(L, C_STATUS);
+  lua_pushvalue(L, body);
+  set_cached(L, C_BODY);
   push_url(L, r->effective_url ? r->effective_url : r->opts.url);
-  lua_setfield(L, -2, "url");
+  set_cached(L, C_URL);
   lua_pushnumber(L, r->elapsed);
-  lua_setfield(L, -2, "elapsed");
-  lua_pushstring(L, r->http_version == CURL_HTTP_VERSION_2_0 ? "2"
-                  : r->http_version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
-  lua_setfield(L, -2, "http_version");
-  /* libcurl gives 0 for "none" and for "now": the header tells them apart */
-  lua_getfield(L, -1, "headers");
-  if (lua_getfield(L, -1, "retry-after") != LUA_TNIL) {
-    lua_pushinteger(L, r->retry_after > 0 ? (lua_Integer)r->retry_after : 0);
-    lua_setfield(L, -4, "retry_after");
+  set_cached(L, C_ELAPSED);
+  lua_rawgeti(L, cache_index, versions[r->http_version == CURL_HTTP_VERSION_2_0 ? 1
+                                       : r->http_version == CURL_HTTP_VERSION_1_0 ? 2 : 0]);
+  set_cached(L, C_HTTP_VERSION);
+  if (r->retry_after >= 0) {
+    lua_pushinteger(L, (lua_Integer)r->retry_after);
+    set_cached(L, C_RETRY_AFTER);
   }
-  lua_pop(L, 2);
-}
-
-static int is_json_type(const char *ct) {
-  const char *semi;
-  size_t n;
-  if (!ct) return 0;
-  semi = strchr(ct, ';');
-  n = semi ? (size_t)(semi - ct) : strlen(ct);
-  while (n > 0 && ct[n - 1] == ' ') n--;
-  return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
-         (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
-}
-
-/* 1 when the response at `resp` has a JSON Content-Type */
-static int has_json_type(lua_State *L, int resp) {
-  int json;
-  lua_getfield(L, resp, "headers");
-  lua_getfield(L, -1, "content-type");
-  json = is_json_type(lua_tostring(L, -1));
-  lua_pop(L, 2);
-  return json;
+  lua_rawgeti(L, cache_index, C_RESPONSE_MT);
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, cache_index, C_HEADS);
+  lua_pushvalue(L, -2);
+  lua_pushlstring(L, r->head.data ? r->head.data : "", r->head.len);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 /* lua-cjson 2.1.0 gives every number as a float: on Lua 5.3+ make the
@@ -831,37 +967,60 @@ static void integerize(lua_State *L, int t, int depth) {
   }
 }
 
-/* decode the JSON text on top of the stack in its place, with the codec of
-   request `i`'s own context; 0 leaves the codec's error message there */
-static int decode_json(lua_State *L, int i) {
+/* 1 when the JSON text [p, e) has a number outside its strings: only then
+   can a decoded value hold a float that integerize must look at */
+static int json_has_number(const char *p, const char *e) {
+  while (p < e) {
+    char c = *p++;
+    if (c == '"') {             /* skip the string: to a quote not escaped */
+      const char *q;
+      while ((q = memchr(p, '"', (size_t)(e - p)))) {
+        const char *b = q;
+        while (b > p && b[-1] == '\\') b--;
+        p = q + 1;
+        if ((q - b) % 2 == 0) break;
+      }
+      if (!q) return 0;
+    } else if ((c >= '0' && c <= '9') || c == '-') {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* decode the JSON text [p, p+n), on top of the stack, in its place with the
+   codec of request `i`'s own context; 0 leaves the codec's error message
+   there */
+static int decode_json(lua_State *L, int i, const char *p, size_t n) {
   lp_getuv(L, i, UV_CTX);
   lp_getuv(L, -1, UV_CODEC_DECODE);
   lua_remove(L, -2);
   lua_insert(L, -2);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
-  if (!LP_INTEGERS) return 1;
+  if (!LP_INTEGERS || !json_has_number(p, p + n)) return 1;
   if (lua_istable(L, -1)) {
     integerize(L, lua_gettop(L), 0);
   } else if (lua_type(L, -1) == LUA_TNUMBER) {
-    lua_Number n = lua_tonumber(L, -1);
-    if (n == floor(n) && fabs(n) < 9007199254740992.0) {
+    lua_Number v = lua_tonumber(L, -1);
+    if (v == floor(v) && fabs(v) < 9007199254740992.0) {
       lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)n);
+      lua_pushinteger(L, (lua_Integer)v);
     }
   }
   return 1;
 }
 
-/* push the decoded body of the finished, successful request at index `i`
-   per its decode mode: the value, or nil and an error object. In "auto", a
-   body is JSON when its Content-Type says so, or when it looks like JSON
-   ([ or {) and parses: a text/plain "{..." that does not parse is text */
-static void push_value(lua_State *L, int i, lreq *q, int resp) {
-  lp_req *r = q->r;
-  const char *b = r->body.data ? r->body.data : "", *e = b + r->body.len, *p = b;
-  int typed = -1;               /* a JSON Content-Type: -1 not looked at yet */
+/* push the decoded body (the string at `body`) of the finished, successful
+   request at index `i` per its decode mode: the value, or nil and an error
+   object. In "auto", a body is JSON when its Content-Type says so, or when it
+   looks like JSON ([ or {) and parses: a text/plain "{..." that does not
+   parse is text */
+static void push_value(lua_State *L, int i, lreq *q, int body) {
+  size_t len;
+  const char *b = lua_tolstring(L, body, &len), *e = b + len, *p = b;
+  int text_ok = q->decode == DECODE_AUTO && !q->r->json_type;  /* may stay text */
   if (q->decode == DECODE_NONE) {
-    lua_getfield(L, resp, "body");
+    lua_pushvalue(L, body);
     return;
   }
   for (; p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++) {}
@@ -869,27 +1028,22 @@ static void push_value(lua_State *L, int i, lreq *q, int resp) {
     lua_newtable(L);
     return;
   }
-  if (q->decode == DECODE_AUTO && *p != '[' && *p != '{') {
-    if (!(typed = has_json_type(L, resp))) {
-      lua_getfield(L, resp, "body");
-      return;
-    }
+  if (text_ok && *p != '[' && *p != '{') {
+    lua_pushvalue(L, body);
+    return;
   }
-  lua_getfield(L, resp, "body");
-  if (decode_json(L, i)) return;
-  if (q->decode == DECODE_AUTO && typed < 0) {
-    if (!(typed = has_json_type(L, resp))) {               /* looked like JSON, is not, and never said it was */
-      lua_pop(L, 1);
-      lua_getfield(L, resp, "body");
-      return;
-    }
+  lua_pushvalue(L, body);
+  if (decode_json(L, i, p, (size_t)(e - p))) return;
+  if (text_ok) {                /* looked like JSON, is not, never said it was */
+    lua_pop(L, 1);
+    lua_pushvalue(L, body);
+    return;
   }
   lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
-  push_error(L, LP_EDECODE, lua_tostring(L, -1), r, 0);
-  lua_replace(L, -3);
-  lua_pop(L, 1);
   lua_pushnil(L);
-  lua_insert(L, -2);
+  push_error(L, LP_EDECODE, lua_tostring(L, -2), q->r, 0);
+  lua_remove(L, -3);
+  lua_remove(L, -3);
 }
 
 /* push the results of request `i` (2 values) and return 2, or return 0 when
@@ -897,7 +1051,7 @@ static void push_value(lua_State *L, int i, lreq *q, int resp) {
 static int push_results(lua_State *L, int i, lreq *q) {
   lp_req *r = q->r;
   lp_state s;
-  int resp;
+  int base;
   if (q->settled) {
     lp_getuv(L, i, UV_VALUE);
     lp_getuv(L, i, UV_SECOND);
@@ -905,34 +1059,38 @@ static int push_results(lua_State *L, int i, lreq *q) {
   }
   s = lp_req_state(r);
   if (!lp_state_finished(s)) return 0;
+  base = lua_gettop(L);         /* + 1 body, + 2 response, when one arrived */
+  if (s != LP_CANCELED && r->status > 0) {
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    push_response(L, r, base + 1);
+  }
   if (s == LP_CANCELED) {
     lua_pushnil(L);
     push_error(L, LP_ECANCELED, "request canceled", r, 0);
+  } else if (s == LP_DONE && r->status > 0) {
+    push_value(L, i, q, base + 1);  /* value, or nil + error */
   } else {
-    if (r->status > 0) push_response(L, r); else lua_pushnil(L);
-    resp = lua_gettop(L);
-    if (s == LP_DONE) {
-      push_value(L, i, q, resp);  /* value, or nil + error */
-    } else {
-      lua_pushnil(L);
-      push_error(L, r->kind, r->errbuf, r, 0);
-      if (r->curl_code != CURLE_OK) {
-        lua_pushinteger(L, r->curl_code);
-        lua_setfield(L, -2, "curl_code");
-      }
+    lua_pushnil(L);
+    push_error(L, r->kind, r->errbuf, r, 0);
+    if (r->curl_code != CURLE_OK) {
+      lua_pushinteger(L, r->curl_code);
+      lua_setfield(L, -2, "curl_code");
     }
-    if (lua_gettop(L) == resp + 2) {          /* nil, err: attach the response */
-      if (r->status > 0) {
-        lua_pushinteger(L, r->status);
-        lua_setfield(L, -2, "status");
-        lua_pushvalue(L, resp);
-        lua_setfield(L, -2, "response");
-      }
-      s = LP_FAILED;
-    } else {
-      lua_pushvalue(L, resp);                 /* value, response */
+  }
+  if (lua_isnil(L, -2)) {       /* nil, err: attach the response */
+    if (r->status > 0 && s != LP_CANCELED) {
+      lua_pushinteger(L, r->status);
+      lua_setfield(L, -2, "status");
+      lua_pushvalue(L, base + 2);
+      lua_setfield(L, -2, "response");
     }
-    lua_remove(L, resp);
+    if (s != LP_CANCELED) s = LP_FAILED;
+  } else {
+    lua_pushvalue(L, base + 2); /* value, response */
+  }
+  if (lua_gettop(L) > base + 2) {  /* drop the body and response slots */
+    lua_remove(L, base + 1);
+    lua_remove(L, base + 1);
   }
   lp_req_drop_response(r);     /* the body now lives in Lua */
   lua_pushvalue(L, -2);
@@ -1024,20 +1182,23 @@ static int request_fd(lua_State *L) {
 /* req:close() and __close: cancel; the object stays usable (status,
    results). close() is how Lua before 5.4 ends a request's scope */
 static int request_close(lua_State *L) {
-  lreq *q = (lreq *)luaL_checkudata(L, 1, LP_REQUEST);
+  lreq *q = to_request(L, 1);
   if (q->r) lp_req_cancel(q->r);
   return 0;
 }
 
-/* __gc: cancel and drop Lua's share of the record; safe to run twice */
-static int request_gc(lua_State *L) {
-  lreq *q = (lreq *)luaL_checkudata(L, 1, LP_REQUEST);
+/* the guard's __gc (an unreachable request): cancel and drop Lua's share
+   of the record; safe to run twice */
+static int guard_gc(lua_State *L) {
+  lreq *q = (lreq *)lua_touserdata(L, 1);
+  int same = q && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1));
+  if (!same) q = (lreq *)luaL_checkudata(L, 1, LP_GUARD);  /* raises */
   if (q->r) drop_request(q);
   return 0;
 }
 
 static int request_tostring(lua_State *L) {
-  lreq *q = (lreq *)luaL_checkudata(L, 1, LP_REQUEST);
+  lreq *q = to_request(L, 1);
   if (!q->r) {
     lua_pushliteral(L, "longpoll.request: (closed)");
   } else {
@@ -1077,7 +1238,7 @@ static int push_payload(lua_State *L, int i, int mode, const char *p, size_t n) 
     while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n')) k++;
     if (k == n || (p[k] != '[' && p[k] != '{')) return 1;
   }
-  if (mode == MSG_RAW || decode_json(L, i)) return 1;
+  if (mode == MSG_RAW || decode_json(L, i, p, n)) return 1;
   if (mode == MSG_JSON) return 0;
   lua_pop(L, 1);                /* auto: not JSON after all, keep the text */
   lua_pushlstring(L, p, n);
@@ -1251,7 +1412,7 @@ static int request_progress(lua_State *L) {
 static lreq *wait_any_item(lua_State *L, lua_Integer i) {
   lreq *q;
   lua_rawgeti(L, 1, i);
-  q = (lreq *)luaL_testudata(L, -1, LP_REQUEST);
+  q = test_request(L, -1, reqmt_index);
   if (!q || !q->r)
     luaL_error(L, "longpoll.wait_any: item %d is not a request", (int)i);
   lua_pop(L, 1);                /* the list keeps it alive */
@@ -1337,7 +1498,12 @@ static int lp_error(lua_State *L) {
   if (k == LP_NKINDS)
     luaL_argerror(L, 1, lua_pushfstring(L, "unknown error kind '%s'", name));
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 4)) r = check_request(L, 4)->r;
+  if (!lua_isnoneornil(L, 4)) {
+    lreq *q = test_request(L, 4, reqmt_index);
+    if (!q) q = *(lreq **)luaL_checkudata(L, 4, LP_REQUEST);  /* raises */
+    luaL_argcheck(L, q->r != NULL, 4, "request already collected");
+    r = q->r;
+  }
   push_error(L, (lp_kind)k, cause, r, lua_isnoneornil(L, 3) ? 0 : 3);
   return 1;
 }
@@ -1384,7 +1550,7 @@ static int ctx_gc(lua_State *L) {
      is gone (it freed every request left), requests lose their __gc. A new
      luaopen sets it again */
   if (!c->closed && count_contexts(L, -1) == 0) {
-    luaL_getmetatable(L, LP_REQUEST);
+    luaL_getmetatable(L, LP_GUARD);
     lua_pushnil(L);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
@@ -1424,7 +1590,7 @@ static const luaL_Reg meth[] = {
 };
 
 static const luaL_Reg metameth[] = {
-  {"__index", NULL}, {"__gc", request_gc},
+  {"__index", NULL},
   {"__tostring", request_tostring}, {NULL, NULL}
 };
 
@@ -1434,37 +1600,88 @@ static const luaL_Reg funcs[] = {
   {"now", lp_now}, {"sleep", lp_sleep}, {NULL, NULL}
 };
 
+/* push the methods' cache (see cache_index): made once per state */
+static void push_cache(lua_State *L) {
+  int i;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, reg_key(KEY_CACHE)) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, C_N - 1, 0);
+  lua_createtable(L, 0, 1);               /* the responses' metatable: no
+                                             __name, tostring shows a table */
+  lua_newtable(L);                        /* raw header blocks not read yet */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -4, C_HEADS);
+  lua_pushcclosure(L, response_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_rawseti(L, -2, C_RESPONSE_MT);
+  for (i = C_STATUS; i < C_N; i++) {
+    lua_pushstring(L, cache_strings[i - C_STATUS]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, reg_key(KEY_CACHE));
+}
+
+/* luaL_newmetatable, also kept under the registry key `k` (for functions
+   without it as an upvalue) */
+static int new_metatable(lua_State *L, const char *name, int k) {
+  int made = luaL_newmetatable(L, name);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, reg_key(k));
+  return made;
+}
+
 LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   lctx *c;
   int i;
   lua_newtable(L);                        /* module */
-  c = (lctx *)lp_newuserdata(L, sizeof *c, 3);
+  c = (lctx *)lp_newuserdata(L, sizeof *c, UV_NCTX);
   memset(c, 0, sizeof *c);
   luaL_newmetatable(L, LP_CONTEXT);
   lua_pushcfunction(L, ctx_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   count_contexts(L, 1);
+  lua_createtable(L, 0, OPT_N);           /* option name -> its slot */
+  for (i = 0; i < OPT_N; i++) {
+    lua_pushinteger(L, i);
+    lua_setfield(L, -2, opt_names[i]);
+  }
+  lp_setuv(L, -2, UV_OPTION_SLOTS);
   c->engine = lp_engine_acquire();         /* upvalues keep the context */
   c->h2c_reuse_broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
-  /* the request metatable is shared by every context of the state (a
-     reloaded module finds it made): its methods use each request's own
-     context, never an upvalue */
-  luaL_newmetatable(L, LP_REQUEST);       /* like liolib's createmeta */
-  luaL_setfuncs(L, metameth, 0);
-  luaL_newlibtable(L, meth);
-  luaL_setfuncs(L, meth, 0);
-  lua_getfield(L, -1, "close");           /* __close is close() itself */
-  lua_setfield(L, -3, "__close");
-  lua_setfield(L, -2, "__index");
-  lua_setfield(L, -3, "request_metatable");
-  luaL_newmetatable(L, LP_ERROR);
+  /* metatables are shared by every context of the state (a reloaded module
+     finds them made); methods use each request's own context, never an
+     upvalue of the module */
+  new_metatable(L, LP_ERROR, KEY_ERROR);
   lua_pushcfunction(L, error_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, error_concat);
   lua_setfield(L, -2, "__concat");
   lua_setfield(L, -3, "error_metatable");
-  luaL_setfuncs(L, funcs, 1);             /* pops the context */
+  luaL_newmetatable(L, LP_GUARD);         /* __gc (re)set: see ctx_gc */
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, guard_gc, 1);       /* it checks its argument: upvalue */
+  lua_setfield(L, -2, "__gc");
+  luaL_newmetatable(L, LP_REQUEST);       /* like liolib's createmeta */
+  lua_pushvalue(L, -1);                   /* upvalues: the metatable (to */
+  push_cache(L);                          /* check requests) and the cache */
+  luaL_setfuncs(L, metameth, 2);
+  luaL_newlibtable(L, meth);
+  lua_pushvalue(L, -2);
+  push_cache(L);
+  luaL_setfuncs(L, meth, 2);
+  lua_getfield(L, -1, "close");           /* __close is close() itself */
+  lua_setfield(L, -3, "__close");
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -5, "request_metatable");
+  lua_insert(L, -2);                      /* module, context, request mt, guard mt */
+  luaL_setfuncs(L, funcs, 3);             /* pops them but the module */
   lua_pushliteral(L, LP_VERSION);
   lua_setfield(L, -2, "version");
   lua_createtable(L, 0, (int)(sizeof opt_names / sizeof opt_names[0]));

@@ -67,6 +67,20 @@ static inline int lp_compat_absindex(lua_State *L, int i) {
 #define lua_rawgeti(L, i, n) (lua_rawgeti((L), (i), (n)), lua_type((L), -1))
 #define lua_gettable(L, i) (lua_gettable((L), (i)), lua_type((L), -1))
 #define lua_rawlen(L, i) lua_objlen((L), (i))
+/* t[p] for a light userdata p, raw (5.2+) */
+static inline int lp_compat_rawgetp(lua_State *L, int i, const void *p) {
+  i = lp_compat_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  return lua_rawget(L, i);
+}
+#define lua_rawgetp lp_compat_rawgetp
+static inline void lp_compat_rawsetp(lua_State *L, int i, const void *p) {
+  i = lp_compat_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_insert(L, -2);
+  lua_rawset(L, i);
+}
+#define lua_rawsetp lp_compat_rawsetp
 #define luaL_len(L, i) ((lua_Integer)lua_objlen((L), (i)))
 #ifndef luaL_newlibtable        /* LuaJIT's headers have it */
 #define luaL_newlibtable(L, l) \

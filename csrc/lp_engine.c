@@ -946,9 +946,20 @@ static int resend_fresh(lp_engine *e, lp_req *r) {
   return 0;
 }
 
+/* 1 for a JSON media type: application/json or any +json (RFC 6839) */
+static int is_json_type(const char *ct) {
+  size_t n;
+  if (!ct) return 0;
+  n = strcspn(ct, ";");
+  while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+  return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+         (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
 /* a transfer ended: record its result unless a cancel got there first */
 static void complete(lp_engine *e, lp_req *r, CURLcode c) {
-  char *url = NULL;
+  struct curl_header *hdr;
+  char *url = NULL, *ctype = NULL;
   curl_off_t us = 0;
   long status = 0;
   if (c == CURLE_ABORTED_BY_CALLBACK && r->stale_conn &&
@@ -959,6 +970,14 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
   curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &r->http_version);
   curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &r->retry_after);
+  curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
+  /* libcurl gives 0 both for no Retry-After and for "now", and a negative
+     delta for a date in the past (also "now") */
+  if (!r->easy || curl_easy_header(r->easy, "Retry-After", 0, CURLH_HEADER, -1,
+                                   &hdr) != CURLHE_OK)
+    r->retry_after = -1;
+  else if (r->retry_after < 0)
+    r->retry_after = 0;
   if (r->easy) note_h1(e, r);
   if (atomic_load(&r->state) == LP_RUNNING) {
     if (c == CURLE_OK && r->stream_off == 1) c = stream_finish(r);
@@ -966,6 +985,7 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
     r->status = status;
     r->elapsed = (double)us / 1e6;
     r->effective_url = url ? strdup(url) : NULL;
+    r->json_type = is_json_type(ctype);
     if (c != CURLE_OK) {
       r->kind = kind_of(r, c);
       if (!r->errbuf[0]) snprintf(r->errbuf, sizeof r->errbuf, "%s",

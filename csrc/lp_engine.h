@@ -120,7 +120,10 @@ typedef struct lp_req {
   lp_buf head;                  /* raw header lines of the last response */
   char *effective_url;
   double elapsed;               /* seconds */
-  curl_off_t retry_after;       /* CURLINFO_RETRY_AFTER: seconds, 0 when none */
+  curl_off_t retry_after;       /* CURLINFO_RETRY_AFTER: seconds, -1 when the
+                                   response has no Retry-After */
+  int json_type;                /* its Content-Type is JSON (application/json
+                                   or any +json type) */
   /* stream mode: the worker splits the body with `parser` as it arrives and
      queues the messages under mu; a full queue pauses the transfer (on the
      worker), and taking messages resumes it */

@@ -205,10 +205,12 @@ describe("hostile Lua", function()
       local out, code = child([[
         local longpoll = require "longpoll"
         local ctxmeta = debug.getregistry()["longpoll.context"]
+        -- a request's finalizer is its guard's (see longpoll.c)
+        local guardmeta = debug.getregistry()["longpoll.request.guard"]
         local req = longpoll.request{ url = "http://127.0.0.1:1/" }
         local _, err = longpoll.request{ url = "http://127.0.0.1:1/" }:run()
         local n = 0
-        for _, f in ipairs{ ctxmeta.__gc, getmetatable(req).__gc,
+        for _, f in ipairs{ ctxmeta.__gc, guardmeta.__gc,
                             getmetatable(req).__close, getmetatable(req).__tostring,
                             getmetatable(err).__tostring } do
           for _, bad in ipairs{ "x", 1, {}, io.stdout } do

@@ -127,6 +127,22 @@ describe("longpoll.request", function()
         assert.equals(-7, value.n[1].x)
         assert.equals("integer", math.type(longpoll.request{ url = srv:url("/jsonish") }:run()[2]))
       end)
+
+      it("finds a number after strings with escaped quotes and backslashes (#11.5)", function()
+        -- the integer pass runs only when the text has a number outside its strings
+        local function get(text)
+          local esc = text:gsub("[^%w]", function(c) return ("%%%02X"):format(c:byte()) end)
+          return longpoll.request{ url = srv:url("/hold?ms=0&status=200&type=application/json&body="
+            .. esc) }:run()
+        end
+        for _, text in ipairs{ [[{"a":"x\"1","n":5}]], [[{"a":"\\","n":5}]],
+                               [[{"a":"\\\"","n":5}]], [[{"a":"","n":5}]] } do
+          local v = get(text)
+          assert.equals("integer", math.type(v.n), text)
+          assert.equals(5, v.n)
+        end
+        assert.same({ "1\"2", "-3" }, get([[ ["1\"2", "-3"] ]]))
+      end)
     else
       it("gives JSON numbers as Lua numbers, integral ones exact (5.1, LuaJIT)", function()
         local value = longpoll.request{ url = srv:url(numbers) }:run()
@@ -221,6 +237,65 @@ describe("longpoll.request", function()
       local _, resp = longpoll.request{ url = srv:url("/headers") }:run()
       assert.equals("a, b", resp.headers["x-repeat"])
       assert.equals("MixedCase", resp.headers["x-mixed"])
+    end)
+
+    it("frees an unreachable request's results in the collection that finds it (#11.5)", function()
+      -- its finalizer belongs to a guard that refers to no Lua value: the
+      -- results are not kept (resurrected) until the next collection for the
+      -- finalizer to run. Weak tables cannot show it (Lua drops resurrected
+      -- values from them), the heap can: a 2 MB body
+      collectgarbage()
+      collectgarbage()
+      local before = collectgarbage("count")
+      do
+        local req = longpoll.request{ url = srv:url("/big?bytes=2000000"), decode = "none" }
+        assert.equals(2000000, #req:run())
+      end
+      collectgarbage()
+      local kept = collectgarbage("count") - before
+      assert.is_true(kept < 500, ("%.0f KB still held after a full collection"):format(kept))
+    end)
+
+    it("makes response.headers when it is first read, a plain table from then on (#11.5)", function()
+      local req = longpoll.request{ url = srv:url("/headers") }
+      local _, resp = req:run()
+      local function keys(t)
+        local k = {}
+        for name in pairs(t) do k[#k + 1] = name end
+        table.sort(k)
+        return table.concat(k, " ")
+      end
+      -- not made yet: pairs and rawget do not see it, reading it makes it
+      assert.is_nil(rawget(resp, "headers"))
+      assert.equals("body elapsed http_version status url", keys(resp))
+      local h = resp.headers
+      assert.equals("table", type(h))
+      assert.is_nil(getmetatable(h))
+      assert.equals(h, rawget(resp, "headers"))
+      assert.equals(h, resp.headers)
+      assert.equals("body elapsed headers http_version status url", keys(resp))
+      assert.equals("a, b", h["x-repeat"])
+      assert.matches("x%-mixed", keys(h))
+      -- other absent fields stay nil; the response is still a table to write to
+      assert.is_nil(resp.nothing)
+      resp.mine = 1
+      assert.equals(1, resp.mine)
+      -- a response outlives its request and still makes its headers
+      local _, kept = longpoll.request{ url = srv:url("/headers") }:run()
+      req = nil
+      collectgarbage()
+      collectgarbage()
+      assert.equals("MixedCase", kept.headers["x-mixed"])
+      -- an error's response too
+      local _, err = longpoll.request{ url = srv:url("/status/500") }:run()
+      assert.equals("http", err.kind)
+      assert.equals("table", type(err.response.headers))
+      -- a response never read is collected like any table
+      local weak = setmetatable({}, { __mode = "v" })
+      weak[1] = select(2, longpoll.request{ url = srv:url("/json") }:run())
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak[1])
     end)
   end)
 

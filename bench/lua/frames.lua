@@ -14,11 +14,19 @@
 -- done() sweep plus each run(), request() and start() call (building the options table is
 -- the application's and not counted; Lua GC steps that the module's allocations trigger
 -- are; over_500us_with_gc counts the slow frames in which a GC cycle freed memory inside
--- a module call). Prints a histogram of module time per frame and
+-- a module call). The same regions are also timed with this thread's CPU clock
+-- (bench/.build/thread_cpu.so, when built): cpu_* figures leave out the time the thread
+-- sat preempted by other processes, which on a shared machine is most of a slow frame.
+-- Prints a histogram of module time per frame and
 --   RESULT longpoll_frames[_gcstep] frames= polls= p50_us= p99_us= max_us= over_500us= completions= ...
+--     cpu_p99_us= cpu_max_us= cpu_over_500us= (when thread_cpu is there)
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local B = require "benchlib"
 local longpoll = require "longpoll"
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+package.cpath = here .. "/../.build/?.so;" .. package.cpath
+local has_cpu, thread_cpu = pcall(require, "thread_cpu")
+local cpu = has_cpu and thread_cpu.now_us or function() return 0 end
 
 local base, prefix = arg[1], arg[2]
 local npolls = tonumber(arg[3]) or 100
@@ -49,7 +57,6 @@ if not ok then B.die("nginx holds %s of %d", tostring(got and got - subs0), npol
 for i = 1, npolls do if polls[i]:done() then B.die("poll %d finished before publishing", i) end end
 
 -- the publisher runs in its own process for secs (+ a little), reporting when it ends
-local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local pub = assert(io.popen(("%s lua5.4 %s/publisher.lua %s %s %d %g %g"):format(
   os.getenv("BENCH_PUB_PREFIX_CMD") or "", here, base, prefix, npolls, secs + 0.5, pub_ms), "r"))
 
@@ -61,7 +68,7 @@ local gc_step = os.getenv("BENCH_FRAMES_GC") == "step"
 if gc_step then collectgarbage("stop") end
 local PERIOD = 1e6 / 60                          -- µs
 local nframes = math.floor(secs * 60)
-local module_us, work_us, gc_frames = {}, {}, {}
+local module_us, work_us, gc_frames, module_cpu_us = {}, {}, {}, {}
 local completions, errors, late = 0, 0, 0
 -- per kind of call: total µs, count, max µs (to tell where a frame's time goes)
 local calls = { sweep = {0, 0, 0}, run = {0, 0, 0}, request = {0, 0, 0}, start = {0, 0, 0} }
@@ -82,11 +89,13 @@ for f = 1, nframes do
   local nfin = 0
   frame_gc = false
   local kb = gcount("count")
+  local c0 = cpu()
   local t0 = now()
   for i = 1, npolls do
     if polls[i]:done() then nfin = nfin + 1; finished[nfin] = i end
   end
   local spent = now() - t0
+  local cspent = cpu() - c0
   note("sweep", spent)
   if gcount("count") < kb then frame_gc = true end
   -- results and restarts
@@ -94,9 +103,11 @@ for f = 1, nframes do
     local i = finished[k]
     local p = polls[i]
     kb = gcount("count")
+    c0 = cpu()
     t0 = now()
     local v, resp = p:run()
     local t1 = now()
+    cspent = cspent + (cpu() - c0)
     if gcount("count") < kb then frame_gc = true end
     note("run", t1 - t0)
     spent = spent + (t1 - t0)
@@ -113,11 +124,13 @@ for f = 1, nframes do
     end
     local o = opts_for(i, cursor)                -- the application's part, not timed
     kb = gcount("count")
+    c0 = cpu()
     t0 = now()
     p = request(o)
     local t1 = now()
     p:start()
     local t2 = now()
+    cspent = cspent + (cpu() - c0)
     if gcount("count") < kb then frame_gc = true end
     note("request", t1 - t0)
     note("start", t2 - t1)
@@ -125,6 +138,7 @@ for f = 1, nframes do
     polls[i] = p
   end
   module_us[f] = spent
+  module_cpu_us[f] = cspent
   gc_frames[f] = frame_gc
   work_us[f] = now() - tf
   if gc_step then collectgarbage("step", 0) end
@@ -141,6 +155,9 @@ local npub = tonumber(published:match("PUBLISHED n=(%d+)")) or 0
 
 if samples_file then B.write_samples(samples_file, module_us) end
 local s, mean = B.summary(module_us)
+local cs = B.summary(module_cpu_us)
+local cpu_over = 0
+for _, v in ipairs(module_cpu_us) do if v > 500 then cpu_over = cpu_over + 1 end end
 local edges = { 25, 50, 100, 200, 500, 1000 }
 local counts = {}
 for b = 1, #edges + 1 do counts[b] = 0 end
@@ -175,4 +192,6 @@ end
 print(("RESULT longpoll_frames%s frames=%d polls=%d p50_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f over_500us=%d "
   .. "over_500us_with_gc=%d gc_frames=%d completions=%d errors=%d published=%d late_frames=%d frame_work_max_us=%.1f %s")
   :format(gc_step and "_gcstep" or "", nframes, npolls, B.pct(s, 50), B.pct(s, 99), s[#s], mean, over, over_gc, gc_total, completions, errors, npub,
-    late, ws[#ws], table.concat(hist, " ")) .. " " .. table.concat(per, " "))
+    late, ws[#ws], table.concat(hist, " ")) .. " " .. table.concat(per, " ")
+  .. (has_cpu and (" cpu_p50_us=%.1f cpu_p99_us=%.1f cpu_max_us=%.1f cpu_over_500us=%d")
+    :format(B.pct(cs, 50), B.pct(cs, 99), cs[#cs], cpu_over) or ""))
