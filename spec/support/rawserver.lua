@@ -24,6 +24,8 @@
 --   "hold"           keep the connection open until the client closes it
 --   "close"          close it (FIN)          "reset"   close it with RST
 --   "again"          play the steps again from the first
+--   function         (script mode only) called with the last request line; the
+--                    step it returns is played in its place
 -- After the last step the connection stays open, its input read and dropped,
 -- until the client closes it. A client that closes early ends the script.
 --
@@ -262,11 +264,13 @@ local function serve(tcp)
   step = function()
     if c.closed then return end
     local s = c.steps[c.pc]
+    if type(s) == "function" then s = s(c.line) end
     if s == nil then c.waiting = nil return end -- idle: read and drop until the peer closes
     if s == "request" then
       local line = take_request()
       if not line then c.waiting = "request" return end
       c.waiting = nil
+      c.line = line
       emit("REQUEST", c.no, line)
       if respond then           -- this request's steps, then the next request
         local ok, steps = pcall(respond, line, c.no)
