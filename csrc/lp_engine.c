@@ -523,7 +523,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   if (r->head_at_start && r->body.len == 0 && len >= 5 && memcmp(p, "HTTP/", 5) == 0)
     r->head.len = 0;
   r->head_at_start = len >= 1 && len <= 2 && (p[0] == '\r' || p[0] == '\n');
-  if (r->head.len + len > LP_HEAD_MAX || !buf_reserve(&r->head, len)) return 0;
+  if (r->head.len + len > LP_HEAD_MAX) {
+    r->head_too_large = 1;      /* libcurl would say "Failed writing header" */
+    return 0;
+  }
+  if (!buf_reserve(&r->head, len)) return 0;
   memcpy(r->head.data + r->head.len, p, len);
   r->head.len += len;
   return len;
@@ -998,6 +1002,15 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
         snprintf(r->errbuf, sizeof r->errbuf,
                  "a stream message exceeds max_message (%zu bytes)",
                  r->opts.max_message);
+      /* say what the server did rather than libcurl's words for it: our
+         cap on the header block, and libcurl 7.88.1's on one header line
+         (CURL_MAX_HTTP_HEADER, reported as CURLE_OUT_OF_MEMORY) */
+      if (r->head_too_large)
+        snprintf(r->errbuf, sizeof r->errbuf,
+                 "response headers exceed %d KiB", LP_HEAD_MAX / 1024);
+      else if (c == CURLE_OUT_OF_MEMORY && r->body.len == 0 && r->stream_off == 0)
+        snprintf(r->errbuf, sizeof r->errbuf,
+                 "a response header line exceeds 100 KiB (or out of memory)");
     } else if ((status >= 200 && status < 300) || status == 304) {
       r->kind = LP_OK;
     } else {

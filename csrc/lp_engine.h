@@ -138,6 +138,7 @@ typedef struct lp_req {
   _Atomic long long rx, rx_total, tx; /* bytes; rx_total -1 when unknown */
   _Atomic unsigned long long nmsgs, npauses;
   int too_large;
+  int head_too_large;           /* worker only: over the header cap (LP_HEAD_MAX) */
   char errbuf[CURL_ERROR_SIZE];
 } lp_req;
 

@@ -38,7 +38,7 @@ describe("a hostile server", function()
   after_each(still_works)
 
   describe("headers", function()
-    it("that never end (a flood) fail as network once past the header cap", function()
+    it("that never end (a flood) fail as network once past the header cap, saying so", function()
       local block = {}
       for i = 1, 2000 do block[i] = ("X-Flood-%d: %s\r\n"):format(i, ("v"):rep(20)) end
       local steps = { "request", { send = head() } }
@@ -46,6 +46,7 @@ describe("a hostile server", function()
       local v, err = against(steps)
       assert.is_nil(v)
       assert.equals("network", err.kind)
+      assert.truthy(err.message:find("response headers exceed 256 KiB", 1, true), err.message)
     end)
 
     it("that never end (a trickle) end at the timeout, or at once on cancel", function()
@@ -66,18 +67,21 @@ describe("a hostile server", function()
       srv:stop()
     end)
 
-    it("a 10 MB header line fails as network (libcurl's 100 KiB line limit)", function()
+    it("a 10 MB header line fails as network, saying so (libcurl 100 KiB line limit, not \"Out of memory\")", function()
       local v, err = against{ "request", { send = response("ok", "X-Big: " .. ("a"):rep(10 * 1024 * 1024) .. "\r\n") } }
       assert.is_nil(v)
       assert.equals("network", err.kind)
+      -- not libcurl's "Out of memory"
+      assert.truthy(err.message:find("a response header line exceeds 100 KiB", 1, true), err.message)
     end)
 
-    it("100,000 headers fail as network (past the header cap)", function()
+    it("100,000 headers fail as network, saying so (past the header cap)", function()
       local many = {}
       for i = 1, 100000 do many[i] = "X-H: " .. i .. "\r\n" end
       local v, err = against{ "request", { send = response("ok", table.concat(many)) } }
       assert.is_nil(v)
       assert.equals("network", err.kind)
+      assert.truthy(err.message:find("response headers exceed 256 KiB", 1, true), err.message)
     end)
   end)
 
