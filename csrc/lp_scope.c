@@ -60,7 +60,7 @@ static atomic_size_t g_n;       /* written under g_mu; read without it */
 static lp_scope *g_shared;
 static unsigned long long g_next_id;
 
-static const char *why_text(lp_kind why) {
+const char *lp_scope_why(lp_kind why) {
   return why == LP_ETIMEOUT ? "context deadline exceeded" : "context canceled";
 }
 
@@ -184,22 +184,27 @@ void lp_scope_release(lp_scope *s) {
 /* ---- ending ---- */
 
 /* end s for `why`, with s->mu held: its requests, its children, then
-   itself. The children are left unlinked; s itself stays in its parent */
-static void end_locked(lp_scope *s, lp_kind why) {
+   itself. The children are left unlinked; s itself stays in its parent.
+   The ended requests go on *ended (linked by scope_next, which nobody else
+   reads once in_scope is 0), still held: the caller releases them with no
+   lock held, as a request may hold the last share of a child, whose
+   freeing takes its parent's lock */
+static void end_locked(lp_scope *s, lp_kind why, lp_req **ended) {
   lp_req *r;
   lp_scope *c;
   while ((r = s->reqs)) {
     s->reqs = r->scope_next;
     if (r->scope_next) r->scope_next->scope_prev = NULL;
-    r->scope_prev = r->scope_next = NULL;
+    r->scope_prev = NULL;
     r->in_scope = 0;
     s->nreqs--;
-    lp_req_end(r, why, why_text(why));
-    lp_req_release(r);          /* may free r; s is held by the caller */
+    lp_req_end(r, why, lp_scope_why(why));
+    r->scope_next = *ended;
+    *ended = r;
   }
   for (c = s->kids; c; c = c->knext) {
     pthread_mutex_lock(&c->mu);
-    if (atomic_load(&c->state) == LP_OK) end_locked(c, why);
+    if (atomic_load(&c->state) == LP_OK) end_locked(c, why, ended);
     pthread_mutex_unlock(&c->mu);
     c->linked = 0;              /* c may be waiting on s->mu to free itself */
   }
@@ -211,12 +216,19 @@ static void end_locked(lp_scope *s, lp_kind why) {
 
 /* end s for `why` unless it ended; 1 when this call ended it */
 static int end_scope(lp_scope *s, lp_kind why) {
+  lp_req *reqs = NULL;
   int ended;
   pthread_mutex_lock(&s->mu);
   ended = atomic_load(&s->state) == LP_OK;
-  if (ended) end_locked(s, why);
+  if (ended) end_locked(s, why, &reqs);
   pthread_mutex_unlock(&s->mu);
   if (ended) leave_parent(s);
+  while (reqs) {                /* the shares the lists held, no lock held */
+    lp_req *r = reqs;
+    reqs = r->scope_next;
+    r->scope_next = NULL;
+    lp_req_release(r);
+  }
   return ended;
 }
 
@@ -298,7 +310,7 @@ int lp_scope_add(lp_scope *s, lp_req *r) {
     }
     pthread_mutex_unlock(&s->mu);
   }
-  if (why != LP_OK) lp_req_end(r, why, why_text(why));
+  if (why != LP_OK) lp_req_end(r, why, lp_scope_why(why));
   return why == LP_OK;
 }
 

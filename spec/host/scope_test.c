@@ -107,6 +107,19 @@ static void cancel_tree(void) {
   lp_scope_release(p);
 }
 
+/* a request the scope's list holds alone, itself the last holder of its
+   child scope: canceling the parent frees both (no lock may be held then:
+   the child's freeing takes the parent's lock) */
+static void last_share(void) {
+  lp_scope *p = lp_scope_new(NULL, 0), *c = lp_scope_new(p, 0);
+  lp_req *r = make(base, "/hold");
+  CHECK(lp_scope_add(c, r) == 1);
+  lp_req_release(r);            /* the list's share is left */
+  lp_scope_release(c);          /* r's share is left */
+  CHECK(lp_scope_cancel(p) == 1);
+  lp_scope_release(p);
+}
+
 /* the parent's deadline (0.3 s) bounds a child's request as a timeout; the
    eventfds turn by themselves, with no call into the scopes meanwhile */
 static void deadline_from_parent(void) {
@@ -222,6 +235,7 @@ int main(int argc, char **argv) {
   eng = lp_engine_acquire();
   CHECK(eng);
   cancel_tree();
+  last_share();
   deadline_from_parent();
   finished_leave();
   shared();
