@@ -31,6 +31,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "longpoll_context.h"
 #include "lp_compat.h"
 #include "lp_engine.h"
 
@@ -249,12 +250,12 @@ enum {
   OPT_URL, OPT_METHOD, OPT_HEADERS, OPT_QUERY, OPT_BODY, OPT_TIMEOUT,
   OPT_CONNECT_TIMEOUT, OPT_MAX_BODY, OPT_DECODE, OPT_FOLLOW_REDIRECTS,
   OPT_VERIFY, OPT_CAINFO, OPT_USER_AGENT, OPT_HTTP_VERSION, OPT_AUTH,
-  OPT_STREAM, OPT_MAX_MESSAGE, OPT_MAX_QUEUED, OPT_N
+  OPT_STREAM, OPT_MAX_MESSAGE, OPT_MAX_QUEUED, OPT_CONTEXT, OPT_N
 };
 static const char *const opt_names[] = {
   "url", "method", "headers", "query", "body", "timeout", "connect_timeout",
   "max_body", "decode", "follow_redirects", "verify", "cainfo", "user_agent",
-  "http_version", "auth", "stream", "max_message", "max_queued", NULL
+  "http_version", "auth", "stream", "max_message", "max_queued", "context", NULL
 };
 _Static_assert(sizeof opt_names / sizeof opt_names[0] == OPT_N + 1,
                "one name per option");
@@ -277,6 +278,7 @@ typedef struct lspec {
   curl_off_t max_body;
   int stream;                   /* -1: the body whole, else an lp_stream_format */
   size_t max_message, max_queued;
+  lp_scope *scope;              /* context: the scope it runs under, or NULL */
 } lspec;
 
 static int opt_error(lua_State *L, const char *name, const char *what) {
@@ -750,6 +752,9 @@ static void read_options(lua_State *L, lctx *c, lspec *sp) {
   if (has_crlf(sp->user_agent.s, sp->user_agent.len))
     opt_error(L, "user_agent", "contains CR or LF");
   opt_stream(L, sp);
+  if ((sp->present & (1u << OPT_CONTEXT)) &&
+      !(sp->scope = lp_context_test(L, OPT_SLOT(OPT_CONTEXT))))
+    opt_error(L, "context", "must be a longpoll.context");
 }
 
 static char *copy_lstr(lua_State *L, lstr v) {
@@ -837,6 +842,7 @@ static int request_new(lua_State *L) {
     r->opts.password = copy_lstr(L, sp.password);
     r->opts.httpauth = sp.httpauth;
   }
+  if (sp.scope) lp_scope_add(sp.scope, r);   /* last: it may end r at once */
   return 1;
 }
 
@@ -1046,6 +1052,12 @@ static void push_value(lua_State *L, int i, lreq *q, int body) {
   lua_remove(L, -3);
 }
 
+/* the state r shows in state s: one its scope's deadline ended is "failed"
+   (kind timeout), as one that reached its own timeout */
+static lp_state shown(const lp_req *r, lp_state s) {
+  return s == LP_CANCELED && r->why == LP_ETIMEOUT ? LP_FAILED : s;
+}
+
 /* push the results of request `i` (2 values) and return 2, or return 0 when
    it has not finished; results are built once, then served from the cache */
 static int push_results(lua_State *L, int i, lreq *q) {
@@ -1066,7 +1078,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
   }
   if (s == LP_CANCELED) {
     lua_pushnil(L);
-    push_error(L, LP_ECANCELED, "request canceled", r, 0);
+    push_error(L, r->why, r->why_text, r, 0);   /* canceled, or its scope's */
   } else if (s == LP_DONE && r->status > 0) {
     push_value(L, i, q, base + 1);  /* value, or nil + error */
   } else {
@@ -1097,7 +1109,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
   lp_setuv(L, i, UV_VALUE);
   lua_pushvalue(L, -1);
   lp_setuv(L, i, UV_SECOND);
-  q->settled = s;
+  q->settled = shown(r, s);
   return 2;
 }
 
@@ -1162,7 +1174,7 @@ static int request_cancel(lua_State *L) {
 /* the state to report: the transfer's, until results were built (a body
    that failed to decode then makes it "failed"); never decodes */
 static lp_state request_state(const lreq *q) {
-  return q->settled ? q->settled : lp_req_state(q->r);
+  return q->settled ? q->settled : shown(q->r, lp_req_state(q->r));
 }
 
 /* req:status() -> "ready" | "running" | "done" | "failed" | "canceled" */
@@ -1690,5 +1702,6 @@ LUALIB_API int luaopen_longpoll_core(lua_State *L) {
     lua_setfield(L, -2, opt_names[i]);
   }
   lua_setfield(L, -2, "options");
+  lp_context_open(L, -1);
   return 1;
 }

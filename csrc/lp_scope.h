@@ -34,6 +34,9 @@ int lp_scope_cancel(lp_scope *s);
 /* LP_OK while active, else why it ended: LP_ECANCELED or LP_ETIMEOUT. A
    scope whose deadline passed ends here if the worker did not end it yet */
 lp_kind lp_scope_err(lp_scope *s);
+/* what ended it, for messages: "context canceled", "context deadline
+   exceeded" (Go's words), by its lp_scope_err */
+const char *lp_scope_why(lp_kind why);
 /* block until the scope ended or `seconds` passed (as lp_req_wait); 1 when
    it ended */
 int lp_scope_wait(lp_scope *s, double seconds);

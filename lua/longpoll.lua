@@ -17,6 +17,7 @@ local M = {
   request = core.request,
   wait_any = core.wait_any,
   configure = core.configure,
+  context = core.context,
   now = core.now,
   sleep = core.sleep,
 }

@@ -53,6 +53,31 @@ describe("a C host", function()
     assert.truthy(srv:wait_held(0, 5))
   end)
 
+  it("one longpoll.context in three Lua states on three threads: a cancel in one wakes run() and wait() in the others", function()
+    local ctx_bin = bin .. "_context"
+    local out, ok = proc.run(("cc -O2 -Wall -Wextra -o %s spec/host/context_host.c $(pkg-config --cflags --libs %s) -lpthread")
+      :format(ctx_bin, pc))
+    assert.is_true(ok, out)
+    assert.equals("", out)
+    local code
+    out, ok, _, code = run_host(ctx_bin, srv, "")
+    os.remove(ctx_bin)
+    assert.is_true(ok, out)
+    assert.equals(0, code)
+    assert.equals("context_host: ok\n", out)
+    -- its ThreadSanitizer build (CMake, build-tsan/context_host) with the module's
+    local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
+    if tsan and tsan ~= "" and _VERSION == "Lua 5.4" then
+      out, ok, _, code = run_host(tsan:gsub("host_test$", "context_host"), srv, "",
+        tsan:match("^(.*)/[^/]*$") .. "/?.so;" .. package.cpath,
+        "TSAN_OPTIONS='halt_on_error=1 exitcode=66 suppressions=spec/host/tsan.supp' ")
+      assert.is_nil(out:find("ThreadSanitizer", 1, true), out)
+      assert.is_true(ok, out)
+      assert.equals("context_host: ok\n", out)
+    end
+    assert.truthy(srv:wait_held(0, 5))
+  end)
+
   -- a C test of csrc/ without Lua (spec/host/<name>.c), built by CMake beside
   -- the host (scripts/setup.sh), and its ThreadSanitizer build when there is one
   local function c_test(name)
