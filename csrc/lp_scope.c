@@ -42,7 +42,7 @@ struct lp_scope {
   lp_notify notify;
   lp_scope *parent;             /* held; immutable */
   double deadline;              /* lp_clock() clock, 0: none; immutable */
-  lp_req *reqs;                 /* unfinished requests, held */
+  lp_req *reqs, *last;          /* unfinished requests, held, oldest first */
   size_t nreqs;
   lp_scope *kids;               /* children, not held */
   lp_scope *kprev, *knext;      /* guarded by parent->mu */
@@ -192,9 +192,9 @@ void lp_scope_release(lp_scope *s) {
 static void end_locked(lp_scope *s, lp_kind why, lp_req **ended) {
   lp_req *r;
   lp_scope *c;
-  while ((r = s->reqs)) {
+  while ((r = s->reqs)) {     /* in the order they joined, as a loop would */
     s->reqs = r->scope_next;
-    if (r->scope_next) r->scope_next->scope_prev = NULL;
+    if (r->scope_next) r->scope_next->scope_prev = NULL; else s->last = NULL;
     r->scope_prev = NULL;
     r->in_scope = 0;
     s->nreqs--;
@@ -301,10 +301,10 @@ int lp_scope_add(lp_scope *s, lp_req *r) {
     why = atomic_load(&s->state);
     if (why == LP_OK) {
       lp_req_retain(r);
-      r->scope_prev = NULL;
-      r->scope_next = s->reqs;
-      if (s->reqs) s->reqs->scope_prev = r;
-      s->reqs = r;
+      r->scope_next = NULL;
+      r->scope_prev = s->last;
+      if (s->last) s->last->scope_next = r; else s->reqs = r;
+      s->last = r;
       r->in_scope = 1;
       s->nreqs++;
     }
@@ -321,7 +321,7 @@ void lp_scope_leave(lp_req *r) {
   held = r->in_scope;
   if (held) {
     if (r->scope_prev) r->scope_prev->scope_next = r->scope_next; else s->reqs = r->scope_next;
-    if (r->scope_next) r->scope_next->scope_prev = r->scope_prev;
+    if (r->scope_next) r->scope_next->scope_prev = r->scope_prev; else s->last = r->scope_prev;
     r->scope_prev = r->scope_next = NULL;
     r->in_scope = 0;
     s->nreqs--;

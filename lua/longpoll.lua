@@ -23,20 +23,26 @@ local M = {
 }
 
 local methods = core.request_metatable.__index
+local ctx_methods = core.context_metatable.__index
 local isyieldable, yield = compat.isyieldable, coroutine.yield
 
--- A request is a readiness object for the event loops that take one:
--- a cqueues pollable (pollfd, events, timeout) and, in LuaSocket's select
--- protocol (socket.select, copas), getfd and dirty; receive() answers
--- nil, "timeout" until it finished, so copas.receive(req) waits for it.
-methods.pollfd = methods.fd
-methods.getfd = methods.fd
-methods.dirty = methods.ready
-function methods.events() return "r" end
-function methods.timeout() return nil end
-function methods:receive()
-  if self:ready() then return true end
-  return nil, "timeout"
+-- A context is ready once it ended
+ctx_methods.ready = ctx_methods.done
+
+-- A request (and a context) is a readiness object for the event loops that
+-- take one: a cqueues pollable (pollfd, events, timeout) and, in LuaSocket's
+-- select protocol (socket.select, copas), getfd and dirty; receive() answers
+-- nil, "timeout" until it is ready, so copas.receive(req) waits for it.
+for _, m in ipairs{ methods, ctx_methods } do
+  m.pollfd = m.fd
+  m.getfd = m.fd
+  m.dirty = m.ready
+  function m.events() return "r" end
+  function m.timeout() return nil end
+  function m:receive()
+    if self:ready() then return true end
+    return nil, "timeout"
+  end
 end
 
 -- req:await(): start if needed and suspend the calling coroutine until the
@@ -44,11 +50,11 @@ end
 -- longpoll.await_hook(req) when set (copas: copas.receive), through
 -- cqueues.poll(req) in a coroutine that cqueues runs, or else yields `req`
 -- to a plain scheduler that resumes it when it likes (fd readable, done()).
-local function suspend_until_ready(self, name, instead)
+local function suspend_until_ready(self, who, instead)
   if not isyieldable() then
-    error(("longpoll.request:%s: not inside a coroutine (use %s())"):format(name, instead), 3)
+    error(("%s: not inside a coroutine (use %s())"):format(who, instead), 3)
   end
-  self:start()
+  if self.start then self:start() end
   local cq = package.loaded.cqueues
   while not self:ready() do
     if M.await_hook then
@@ -62,15 +68,22 @@ local function suspend_until_ready(self, name, instead)
 end
 
 function methods:await()
-  suspend_until_ready(self, "await", "run")
+  suspend_until_ready(self, "longpoll.request:await", "run")
   return self:run()
+end
+
+-- ctx:await(): suspend the calling coroutine until the context ends (as
+-- req:await() waits for a request), then return ctx:err()
+function ctx_methods:await()
+  suspend_until_ready(self, "longpoll.context:await", "wait")
+  return self:err()
 end
 
 -- req:await_next(): the coroutine form of req:next() for stream requests:
 -- suspends the calling coroutine (as await does) until a message is queued
 -- or the stream ended, then returns what next() returns
 function methods:await_next()
-  suspend_until_ready(self, "await_next", "next")
+  suspend_until_ready(self, "longpoll.request:await_next", "next")
   return self:next(0)
 end
 

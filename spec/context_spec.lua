@@ -139,7 +139,7 @@ describe("longpoll.context", function()
     assert.truthy(srv:wait_held(0, 5))
   end)
 
-  it("ctx:wait() ends at the deadline, and at a cancel; fd() becomes readable", function()
+  it("ctx:wait() ends at the deadline, and at a cancel; fd() is one descriptor", function()
     local ctx = longpoll.context{ timeout = 0.1 }
     assert.is_true(ctx:wait())
     assert.equals("timeout", ctx:err().kind)
@@ -150,6 +150,29 @@ describe("longpoll.context", function()
     assert.is_false(ctx:wait(0.01))
     ctx:cancel()
     assert.is_true(ctx:wait(0))
+  end)
+
+  it("await() yields in a coroutine until the context ends; it is a readiness object like a request", function()
+    local ctx = longpoll.context()
+    assert.has_error(function() ctx:await() end,
+      "longpoll.context:await: not inside a coroutine (use wait())")
+    local co = coroutine.create(function() return ctx:await() end)
+    local ok, yielded = coroutine.resume(co)
+    assert.is_true(ok)
+    assert.equals(ctx, yielded)                 -- as req:await() yields the request
+    assert.equals(ctx:fd(), ctx:getfd())
+    assert.equals(ctx:fd(), ctx:pollfd())
+    assert.equals("r", ctx:events())
+    assert.is_false(ctx:dirty())
+    assert.same({ nil, "timeout" }, { ctx:receive() })
+    ctx:cancel()
+    assert.is_true(ctx:dirty())
+    assert.is_true(ctx:receive())
+    local err
+    ok, err = coroutine.resume(co)
+    assert.is_true(ok)
+    assert.equals("canceled", err.kind)
+    assert.equals("dead", coroutine.status(co))
   end)
 
   it("finished requests leave their scope: its count stays bounded in a loop", function()

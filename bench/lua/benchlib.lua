@@ -9,6 +9,9 @@
 --   B.cpu_ticks()                    -- utime + stime of this process (/proc/self/stat)
 --   B.cpu_ns()                       -- on-CPU ns summed over every thread (schedstat)
 --   B.write_samples(path, list)      -- one value a line, for gnuplot
+--   B.last_socket()                  -- the highest fd, a socket: the last connection made
+--   B.wait_closed(fd, link, s)       -- polls until that fd closed; seconds waited, or nil
+--   B.count_fds()                    -- how many descriptors the process has open
 --   B.die(fmt, ...)                  -- message on stderr, exit 1
 -- Control requests (the Nchan status) use LuaSocket on fresh connections, so they never
 -- touch the engine being measured.
@@ -106,6 +109,48 @@ end
 
 function B.pid()
   return tonumber((read_file("/proc/self/stat") or ""):match("^(%d+)"))
+end
+
+local function fd_link(fd) return uv.fs_readlink("/proc/self/fd/" .. fd) end
+
+-- the highest descriptor of the process, checked to be a socket (the socket of the last
+-- connection made: the worker tears transfers down in cancel order), and its link text
+function B.last_socket()
+  local maxfd = -1
+  local h = assert(uv.fs_scandir("/proc/self/fd"))
+  for _ = 1, 1e6 do
+    local name = uv.fs_scandir_next(h)
+    if not name then break end
+    local fd = tonumber(name)
+    if fd and fd > maxfd then maxfd = fd end
+  end
+  local link = fd_link(maxfd) or ""
+  for _ = 1, 10 do                      -- the scan's own directory fd was the highest
+    if link:match("^socket:") then break end
+    maxfd = maxfd - 1
+    link = fd_link(maxfd) or ""
+  end
+  if not link:match("^socket:") then B.die("highest fd %d is %s, not a socket", maxfd, link) end
+  return maxfd, link
+end
+
+-- polls every ms (up to `secs`) until fd no longer is `link`; the seconds waited, or nil
+function B.wait_closed(fd, link, secs)
+  local t0 = socket.gettime()
+  for _ = 1, math.ceil(secs * 1000) do
+    if fd_link(fd) ~= link then return socket.gettime() - t0 end
+    socket.sleep(0.001)
+  end
+end
+
+function B.count_fds()
+  local n = 0
+  local h = assert(uv.fs_scandir("/proc/self/fd"))
+  for _ = 1, 1e6 do
+    if not uv.fs_scandir_next(h) then break end
+    n = n + 1
+  end
+  return n - 1                          -- the scan's own
 end
 
 function B.write_samples(path, list)

@@ -50,26 +50,7 @@ for i = 1, n do
   if reqs[i]:done() then B.die("request %d finished before cancel: %s", i, tostring(select(2, reqs[i]:run()))) end
 end
 local held_ms = (B.now_us() - t_start) / 1e3
--- the highest fd: the socket of the last connection (checked to be a socket)
-local uv = require "luv"
-local maxfd = -1
-do
-  local h = assert(uv.fs_scandir("/proc/self/fd"))
-  for _ = 1, 1e6 do
-    local name = uv.fs_scandir_next(h)
-    if not name then break end
-    local fd = tonumber(name)
-    if fd and fd > maxfd then maxfd = fd end
-  end
-end
-local function fd_open(fd) return uv.fs_readlink("/proc/self/fd/" .. fd) end
-local maxfd_link = fd_open(maxfd) or ""
-for _ = 1, 10 do                        -- the scan's own directory fd was the highest
-  if maxfd_link:match("^socket:") then break end
-  maxfd = maxfd - 1
-  maxfd_link = fd_open(maxfd) or ""
-end
-if not maxfd_link:match("^socket:") then B.die("highest fd %d is %s, not a socket", maxfd, maxfd_link) end
+local maxfd, maxfd_link = B.last_socket()
 local rss_raw = B.proc_status("VmRSS")
 collectgarbage("collect")
 local rss1 = B.proc_status("VmRSS")
@@ -110,11 +91,7 @@ if first ~= reqs[1] then B.die("wait_any does not see request 1 finished") end
 local _, err = reqs[n]:run()
 if not (err and err.kind == "canceled") then B.die("request %d: %s", n, tostring(err)) end
 local closed_ms = -1
-for _ = 1, 20000 do                     -- up to ~20 s
-  local l = fd_open(maxfd)
-  if l ~= maxfd_link then closed_ms = (B.now_us() - t0) / 1e3; break end
-  B.sleep(0.001)
-end
+if B.wait_closed(maxfd, maxfd_link, 20) then closed_ms = (B.now_us() - t0) / 1e3 end
 local gone, left = B.wait_subscribers(status_url, function(s) return s <= subs0 end, 30, 0.002)
 local gone_ms = (B.now_us() - t0) / 1e3
 if not gone then B.die("nginx still counts %s subscribers after 30 s", tostring(left and left - subs0)) end
