@@ -61,7 +61,12 @@ function subscribe(opts)
   if not strategy then argerror("cursor", "must be " .. cursors.names()) end
   local base, cfg = {}, { strategy = strategy }
   for k, v in pairs(opts) do
-    if core.options[k] then
+    if k == "context" then
+      if getmetatable(v) ~= core.context_metatable then
+        argerror("context", "must be a longpoll.context")
+      end
+      cfg.context = v
+    elseif core.options[k] then
       base[k] = copy(v)
     elseif not OPTIONS[k] and strategy.options[k] == nil then
       local other
@@ -109,8 +114,7 @@ function subscribe(opts)
     cursor, why = strategy.check(cfg, opts.resume)
     if why then argerror("resume", why) end
   end
-  cfg.clock = cfg.clock or longpoll.now
-  cfg.sleep = cfg.sleep or longpoll.sleep
+  cfg.clock = cfg.clock or longpoll.now   -- (no sleep: the subscription's context waits)
   -- the first request is built now: bad request options raise here, not at the first poll
   local sub, why = subscription.new(cfg, base, cursor)
   if not sub then raise(why) end

@@ -28,10 +28,12 @@ local function retried(cfg, err)
     or (cfg.strategy.retry_status or {})[status]) or false
 end
 
--- The request options of the next poll: the user's options with the poll cursor in them.
+-- The request options of the next poll: the user's options with the poll cursor in them,
+-- under the subscription's own context.
 function Sub:_options()
   local o = copy(self._base)
   self._cfg.strategy.apply(self._cfg, o, self._poll_cursor)
+  o.context = self._ctx
   return o
 end
 
@@ -227,9 +229,29 @@ function Sub:_stream_step(req)
   return true
 end
 
+-- The subscription's context ended (sub:cancel(), the user's context canceled or past its
+-- deadline): stop for its reason, with the poll's error when that tells the same (it names
+-- the URL). Canceled ends it as cancel() does; a deadline is a timeout failure.
+function Sub:_ended()
+  local err, req = self._ctx:err(), self._req
+  if req and req:done() then
+    local _, e = req:run()
+    if e and e.kind == err.kind then err = e end
+  end
+  self:_stop(err, err.kind == "canceled" and "canceled" or "failed")
+  self:_clear()
+end
+
+-- Stopped, having stopped now if the context ended (whatever is queued is dropped then).
+local function over(self)
+  if not stopped(self) and self._ctx:done() then self:_ended() end
+  return stopped(self)
+end
+
 -- Advance without blocking: collect a finished poll, start the next one when due.
 function Sub:_step()
   local req = self._req
+  if over(self) then return end
   if req and self._cfg.strategy.stream then
     if not self:_stream_step(req) then return end
   elseif req then
@@ -266,10 +288,17 @@ function Sub:_hand_out()
 end
 
 -- Every wait of a blocking consumer (messages(), run()): until the poll req finishes, or
--- `seconds` of backoff pass. The one place a wait blocks the thread, so that making every
--- wait end at cancel() (#9.5, cancel scopes) changes only this function.
+-- `seconds` of backoff pass. The one place a wait blocks the thread: both waits end at
+-- once when the subscription's context ends (the poll runs under it), from any thread;
+-- only a `sleep` of the user's own is not interrupted.
 local function block(self, req, seconds)
-  if req then req:wait() else self._sleep(seconds) end
+  if req then
+    req:wait()
+  elseif self._sleep then
+    self._sleep(seconds)
+  else
+    self._ctx:wait(seconds)
+  end
 end
 
 -- The coroutine consumer's wait (next()): yields the request (as req:await() does) or the
@@ -283,6 +312,7 @@ end
 function Sub:_next(wait)
   self:start()
   for _ = 1, math.huge do
+    over(self)
     if self:pending() > 0 then
       local msg = self:_hand_out()
       if not stopped(self) then self:_step() end
@@ -308,7 +338,7 @@ end
 
 function Sub:poll()
   self:start()
-  if not stopped(self) then self:_step() end
+  if not over(self) then self:_step() end
   local out = {}
   while self:pending() > 0 do
     out[#out + 1] = self:_hand_out()
@@ -344,11 +374,17 @@ end
 
 function Sub:cancel()
   if stopped(self) then return false end
+  self._ctx:cancel()          -- the poll, and whatever waits on the context, end
   self:_stop(core.error("canceled", "subscription canceled", nil, self._req or self._next_req),
     "canceled")
   self:_clear()
   return true
 end
+
+-- The subscription's own context, a child of the `context` option's: its polls and its
+-- backoff waits run under it. Canceling it (here, or in another Lua state through
+-- longpoll.context(ctx:share())) ends the subscription.
+function Sub:context() return self._ctx end
 
 function Sub:cursor() return copy(self._resume) end
 function Sub:status() return self._state end
@@ -369,6 +405,7 @@ function M.new(cfg, base, cursor)
     _cfg = cfg, _base = base, _poll_cursor = cursor, _resume = copy(cursor),
     _queue = {}, _head = 1, _tail = 0, _state = "ready", _failures = 0, _not_before = -math.huge,
     _clock = cfg.clock, _sleep = cfg.sleep,
+    _ctx = cfg.context and cfg.context:context() or longpoll.context(),
   }, meta)
   -- __gc on every version: an unreachable subscription cancels its poll (the request may
   -- have been finalized first, in the same cycle or at lua_close: it canceled itself then)
