@@ -91,7 +91,7 @@ static int context_new(lua_State *L) {
     lctxobj *o = new_object(L);
     if (id >= 1 && id < 9007199254740992.0 && id == floor(id))
       o->s = lp_scope_find((unsigned long long)id);
-    if (!o->s) luaL_argerror(L, 1, "no such context (an id from ctx:share() of a context still held)");
+    if (!o->s) luaL_argerror(L, 1, "no context has this id (an id of ctx:share() lasts while the context is held)");
     return 1;
   }
   read_options(L, 1, "longpoll.context", &timeout, &parent);

@@ -139,6 +139,25 @@ describe("longpoll.context", function()
     assert.truthy(srv:wait_held(0, 5))
   end)
 
+  it("a stream request ends with its context: timeout at the deadline, canceled at cancel()", function()
+    srv:publish("ctx-s", { "a" })
+    local req = longpoll.request{ url = srv:url("/sse/ctx-s"), stream = "sse",
+      context = longpoll.context{ timeout = 0.3 } }
+    assert.equals("a", req:next(10).data)
+    local msg, err = req:next(10)                 -- the server holds the stream open
+    assert.is_nil(msg)
+    assert.equals("timeout", err.kind)
+    assert.equals("failed", req:status())
+    local ctx = longpoll.context()
+    req = longpoll.request{ url = srv:url("/sse/ctx-s"), stream = "sse", context = ctx }
+    assert.equals("a", req:next(10).data)
+    ctx:cancel()
+    msg, err = req:next(10)
+    assert.is_nil(msg)
+    assert.equals("canceled", err.kind)
+    assert.truthy(srv:wait_held(0, 5))
+  end)
+
   it("ctx:wait() ends at the deadline, and at a cancel; fd() is one descriptor", function()
     local ctx = longpoll.context{ timeout = 0.1 }
     assert.is_true(ctx:wait())
@@ -222,7 +241,8 @@ describe("longpoll.context", function()
     ctx, same = nil, nil
     collectgarbage()
     collectgarbage()
-    assert.has_error(function() longpoll.context(id) end)
+    assert.has_error(function() longpoll.context(id) end,
+      "bad argument #1 to 'context' (no context has this id (an id of ctx:share() lasts while the context is held))")
     assert.has_error(function() longpoll.context(0) end)
   end)
 end)
