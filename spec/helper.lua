@@ -8,6 +8,7 @@
 --                        build-5.1, build-5.3 or build-luajit)
 --   LONGPOLL_LUA         the interpreter specs run Lua subprocesses with
 --                        (spec/support/lua.lua; default: the one running)
+package.path = "spec/?.lua;" .. package.path
 local version = _VERSION:match("%d+%.%d+")
 local tree = os.getenv("LONGPOLL_TREE")
 if tree and tree ~= "" then
@@ -16,13 +17,10 @@ if tree and tree ~= "" then
   package.cpath = ("%s/lib/lua/%s/?.so;"):format(tree, version) .. package.cpath
 else
   local build = os.getenv("LONGPOLL_BUILD")
-  if not build or build == "" then
-    build = rawget(_G, "jit") and "build-luajit" or version == "5.4" and "build" or "build-" .. version
-  end
+  if not build or build == "" then build = require "support.build" end
   package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
   package.cpath = build .. "/?.so;" .. package.cpath
 end
-package.path = "spec/?.lua;" .. package.path
 
 -- luv keeps one default loop per process: loaded once here, before busted
 -- insulates each spec file, it is never opened twice (a second luaopen_luv in

@@ -81,7 +81,8 @@ describe("a C host", function()
   -- a C test of csrc/ without Lua (spec/host/<name>.c), built by CMake beside
   -- the host (scripts/setup.sh), and its ThreadSanitizer build when there is one
   local function c_test(name)
-    local host, tsan = os.getenv("LONGPOLL_HOST_TEST") or "build/host_test", os.getenv("LONGPOLL_HOST_TEST_TSAN")
+    local host = os.getenv("LONGPOLL_HOST_TEST") or require("support.build") .. "/host_test"
+    local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
     for _, bin in ipairs({ (host:gsub("host_test$", name)), tsan and tsan:gsub("host_test$", name) or nil }) do
       local out, ok, how, code = proc.run(("TSAN_OPTIONS='halt_on_error=1 exitcode=66' timeout 120 %s %s"):format(
         bin, srv:url("")))
