@@ -12,7 +12,7 @@ end
 
 describe("the stream splitter", function()
   it("gives every format's messages the same however the input is cut", function()
-    local bin = os.getenv("LONGPOLL_STREAM_TEST") or "build/stream_test"
+    local bin = os.getenv("LONGPOLL_STREAM_TEST") or require("support.build") .. "/stream_test"
     built(bin, "cmake -DLONGPOLL_HOST_TEST=ON")
     local out, ok, how, code = proc.run("timeout 120 " .. bin)
     assert.is_true(ok, out)

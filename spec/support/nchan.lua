@@ -153,7 +153,7 @@ function Server:_launch()
   local cmd = ("%s -p %s -c %s -e %s >%s 2>&1"):format(NGINX, sh_quote(self.prefix),
     sh_quote(self.prefix .. "/nginx.conf"), sh_quote(self.prefix .. "/error.log"),
     sh_quote(self.prefix .. "/start.log"))
-  if not os.execute(cmd) then
+  if not proc.ok(cmd) then
     error("nginx did not start: " .. (slurp(self.prefix .. "/start.log") or "") .. self:error_log())
   end
   -- nginx binds before it daemonizes; the daemon writes the pid file a moment later
@@ -218,7 +218,7 @@ function M.start(opts)
   local prefix = os.tmpname()          -- a fresh file name; replace it with a directory
   os.remove(prefix)
   prefix = prefix .. "-nchan"
-  assert(os.execute("mkdir -m 700 " .. sh_quote(prefix)), "cannot create " .. prefix)
+  assert(proc.ok("mkdir -m 700 " .. sh_quote(prefix)), "cannot create " .. prefix)
   local is_root = (io.popen("id -u"):read("*l") or "") == "0"
   local fields = {
     prefix = prefix,
@@ -234,7 +234,7 @@ function M.start(opts)
     return assert(fields[k], "nchan.conf: unknown field " .. k)
   end)
   -- a self-signed certificate for 127.0.0.1: the HTTPS listener (TLS, HTTP/2 by ALPN)
-  assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+  assert(proc.ok(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
     .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1"):format(
       sh_quote(prefix .. "/key.pem"), sh_quote(prefix .. "/cert.pem"))), "openssl req failed")
   local f = assert(io.open(prefix .. "/nginx.conf", "wb"))

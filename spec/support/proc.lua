@@ -38,6 +38,13 @@ function M.run(cmd)
   return out or all, code == 0, "exit", code
 end
 
+-- true when the shell command exits 0 (os.execute gives true in 5.2+, the
+-- status number 0 in 5.1 and LuaJIT)
+function M.ok(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
 -- how many lines `cmd` prints (for counting /proc entries)
 function M.count(cmd)
   return tonumber((M.run(cmd .. " | wc -l")))
