@@ -1393,6 +1393,23 @@ static int request_ready(lua_State *L) {
   return 1;
 }
 
+/* req:response() -> the response table once the request finished with one
+   (of a failure: err.response; a stream that ended cleanly: its status and
+   headers, body ""), else nil; never blocks */
+static int request_response(lua_State *L) {
+  lreq *q = check_request(L, 1);
+  if (is_stream(q) && lp_req_state(q->r) == LP_DONE && !stream_over(q)) {
+    push_response(L, q->r);
+    return 1;
+  }
+  if (!push_results(L, 1, q)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (lua_isnil(L, -2)) lua_getfield(L, -1, "response");  /* nil, err */
+  return 1;
+}
+
 /* req:progress() -> { received, expected, sent [, messages, queued, pauses] } */
 static int request_progress(lua_State *L) {
   lreq *q = check_request(L, 1);
@@ -1598,7 +1615,7 @@ static const luaL_Reg meth[] = {
   {"wait", request_wait}, {"cancel", request_cancel},
   {"status", request_status}, {"fd", request_fd}, {"close", request_close},
   {"next", request_next}, {"poll", request_poll}, {"ready", request_ready},
-  {"progress", request_progress}, {NULL, NULL}
+  {"progress", request_progress}, {"response", request_response}, {NULL, NULL}
 };
 
 static const luaL_Reg metameth[] = {

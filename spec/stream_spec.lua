@@ -302,6 +302,28 @@ describe("stream mode", function()
     assert.is_true(peak < 48 * 1024, "RSS grew by " .. peak .. " KiB")
   end)
 
+  it("response() gives the status and headers once a stream ended, nil while it runs", function()
+    local req = longpoll.request{ url = srv:url("/stream/ndjson?n=1&end=0"), stream = "ndjson" }
+    assert.is_nil(req:response())
+    assert.equals(1, req:next(10).n)
+    assert.is_nil(req:response())                   -- still open
+    req:cancel()
+    req = longpoll.request{ url = srv:url("/stream/ndjson?n=2"), stream = "ndjson" }
+    assert.equals(1, req:next(10).n)
+    assert.equals(2, req:next(10).n)
+    assert.is_nil(req:next(10))
+    local resp = req:response()
+    assert.equals(200, resp.status)
+    assert.equals("application/x-ndjson", resp.headers["content-type"])
+    assert.equals("", resp.body)
+    req = longpoll.request{ url = srv:url("/status/404"), stream = "lines" }
+    local _, err = req:next(10)
+    assert.equals(err.response, req:response())
+    local plain = longpoll.request{ url = srv:url("/json") }
+    local _, r2 = plain:run()
+    assert.equals(r2, plain:response())
+  end)
+
   it("progress() of a plain request: bytes received, expected and sent", function()
     local req = longpoll.request{ url = srv:url("/echo"), body = ("b"):rep(1000) }
     local v = assert(req:run())

@@ -116,6 +116,18 @@ describe("subscribe with cursor 'sse'", function()
     sub:cancel()
   end)
 
+  it("a 204 answer stops it, as it stops an EventSource: no reconnect", function()
+    local before = srv:stats().hits["/status/204"] or 0
+    local sub = longpoll.subscribe{ url = srv:url("/status/204"), cursor = "sse" }
+    local ok, err = pcall(function() for _ in sub:messages() do end end)
+    assert.is_false(ok)
+    assert.equals("http", err.kind)
+    assert.equals(204, err.status)
+    assert.equals("failed", sub:status())
+    assert.equals(err, sub:error())
+    assert.equals(before + 1, srv:stats().hits["/status/204"])
+  end)
+
   it("bad options raise naming them", function()
     local url = srv:url("/sse/x")
     assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", stream = "ndjson" } end,

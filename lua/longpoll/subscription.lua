@@ -223,6 +223,13 @@ function Sub:_stream_step(req)
     if err.kind == "canceled" then self:_stop(err, "canceled") else self:_failure(err, req) end
     return true
   end
+  local resp = req:response()
+  if resp and resp.status == 204 then
+    -- what tells an event source (WHATWG) not to reconnect
+    self:_stop(core.error("http", "the event stream answered 204 No Content: not reopened",
+      { status = 204, response = resp }, req))
+    return true
+  end
   self:_answered(0)
   if self._retry then self._not_before = self._clock() + self._retry end
   assert(self:_prepare())
