@@ -40,7 +40,8 @@ describe("stream mode", function()
   for _, fmt in ipairs(FORMATS) do
     it(fmt .. ": every message, in order, from a body cut into 3-byte chunks", function()
       local req = longpoll.request{
-        url = srv:url("/stream/" .. fmt .. "?n=40&size=20&chunk=3&interval_ms=1&bom=1"), stream = fmt }
+        url = srv:url("/stream/" .. fmt .. "?n=40&size=20&chunk=3&interval_ms=1&bom=1"), stream = fmt,
+        timeout = 60 }                       -- every loop here ends, at the latest by this
       local got = {}
       for msg in req:messages() do got[#got + 1] = number_of(msg) end
       assert.equals(40, #got)
@@ -197,7 +198,7 @@ describe("stream mode", function()
     assert.equals("canceled", perr.kind)
     assert.truthy(srv:wait_held(0, 5))
     -- the iterator ends quietly on a cancel
-    req = longpoll.request{ url = srv:url("/stream/lines?n=2&end=0"), stream = "lines" }
+    req = longpoll.request{ url = srv:url("/stream/lines?n=2&end=0"), stream = "lines", timeout = 60 }
     local n = 0
     for _ in req:messages() do
       n = n + 1
@@ -228,7 +229,7 @@ describe("stream mode", function()
     assert.equals(2, req:next(10).n)
     assert.is_nil(req:next(10))
     req = longpoll.request{ url = srv:url("/stream/ndjson?n=2&size=65"), stream = "ndjson",
-      max_message = 64 }
+      max_message = 64, timeout = 60 }
     local m, err = req:next(10)
     assert.is_nil(m)
     assert.equals("too_large", err.kind)
@@ -280,7 +281,7 @@ describe("stream mode", function()
     collectgarbage()
     local rss0 = rss_kib()
     local req = longpoll.request{ url = srv:url(("/stream/lines?n=%d&size=%d"):format(n, size)),
-      stream = "lines", max_queued = 4, decode = "none" }:start()
+      stream = "lines", max_queued = 4, decode = "none", timeout = 120 }:start()
     -- the reader sleeps until the worker paused on the full queue
     assert.truthy(wait_until(20, function() return req:progress().pauses > 0 end))
     assert.is_true(req:progress().queued >= 4)

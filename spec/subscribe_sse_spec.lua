@@ -12,11 +12,49 @@ local function channel(prefix)
   return ("%s%d_%d"):format(prefix or "sse", os.time(), seq)
 end
 
--- a clock that sleeping moves (no real wait), and the sleeps asked for
-local function fake_time()
-  local offset, sleeps = 0, {}
-  return function() return longpoll.now() + offset end,
-    function(s) sleeps[#sleeps + 1] = s; offset = offset + s end, sleeps
+-- a clock that advance(s) moves (no real wait)
+local function fake_clock()
+  local offset = 0
+  return function() return longpoll.now() + offset end, function(s) offset = offset + s end
+end
+
+-- next() in a coroutine until n events (bounded: 2000 resumptions): the waits it yields
+-- (backoff, the server's retry) are recorded and passed with advance(s); a yielded stream
+-- is waited for up to 50 ms. Returns the events, the waits and the error that stopped it
+local function drive(sub, n, advance)
+  local got, waits = {}, {}
+  local co = coroutine.create(function()
+    while #got < n do
+      local ev, err = sub:next()
+      if ev == nil then return err end
+      got[#got + 1] = ev
+    end
+  end)
+  for _ = 1, 2000 do
+    local ok, y = coroutine.resume(co)
+    assert(ok, y)
+    if coroutine.status(co) == "dead" then return got, waits, y end
+    if type(y) == "number" then
+      waits[#waits + 1] = y
+      advance(y)
+    else
+      longpoll.wait_any({ y }, 0.05)
+    end
+  end
+  return got, waits
+end
+
+-- poll() until n events were handed out or 10 s passed: the events
+local function take(sub, n, got)
+  got = got or {}
+  local deadline = longpoll.now() + 10
+  while #got < n and longpoll.now() < deadline do
+    local evs, err = sub:poll()
+    if not evs then return got, err end
+    for _, ev in ipairs(evs) do got[#got + 1] = ev end
+    if #got < n then longpoll.sleep(0.002) end
+  end
+  return got
 end
 
 describe("subscribe with cursor 'sse'", function()
@@ -28,14 +66,14 @@ describe("subscribe with cursor 'sse'", function()
   it("reconnects with Last-Event-ID: nothing lost or repeated, the server's retry honoured", function()
     local ch = channel()
     for i = 1, 10 do srv:publish(ch, "m" .. i) end
-    local clock, sleep, sleeps = fake_time()
+    local clock, advance = fake_clock()
     local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch .. "?close_after=3&retry=250"),
-      cursor = "sse", clock = clock, sleep = sleep }
+      cursor = "sse", clock = clock }
+    local evs, sleeps = drive(sub, 10, advance)
     local got = {}
-    for ev in sub:messages() do
-      got[#got + 1] = ev.data
-      assert.equals(tostring(#got), ev.id)
-      if #got == 10 then break end
+    for i, ev in ipairs(evs) do
+      got[i] = ev.data
+      assert.equals(tostring(i), ev.id)
     end
     assert.same({ "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10" }, got)
     assert.equals("10", sub:cursor())
@@ -74,7 +112,7 @@ describe("subscribe with cursor 'sse'", function()
       return a.data .. b.data
     end)
     local yields, published, result = 0, false, nil
-    for _ = 1, 10000 do
+    for _ = 1, 2000 do
       local ok, y = coroutine.resume(co)
       assert.is_true(ok, y)
       if coroutine.status(co) == "dead" then result = y; break end
@@ -99,16 +137,14 @@ describe("subscribe with cursor 'sse'", function()
     local ch = channel()
     for i = 1, 4 do srv:publish(ch, "m" .. i) end
     srv:fail{ mode = "503", count = 2 }
-    local clock, sleep, sleeps = fake_time()
+    local clock, advance = fake_clock()
     local errors = {}
     local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch), cursor = "sse", resume = "2",
-      clock = clock, sleep = sleep, backoff = { floor = 0.5, ceiling = 4 },
+      clock = clock, backoff = { floor = 0.5, ceiling = 4 },
       on_error = function(err) errors[#errors + 1] = err.status end }
+    local evs, sleeps = drive(sub, 2, advance)
     local got = {}
-    for ev in sub:messages() do
-      got[#got + 1] = ev.data
-      if #got == 2 then break end
-    end
+    for i, ev in ipairs(evs) do got[i] = ev.data end
     assert.same({ "m3", "m4" }, got)
     assert.same({ 503, 503 }, errors)
     assert.equals(2, #sleeps)
@@ -119,12 +155,15 @@ describe("subscribe with cursor 'sse'", function()
   it("a 204 answer stops it, as it stops an EventSource: no reconnect", function()
     local before = srv:stats().hits["/status/204"] or 0
     local sub = longpoll.subscribe{ url = srv:url("/status/204"), cursor = "sse" }
-    local ok, err = pcall(function() for _ in sub:messages() do end end)
-    assert.is_false(ok)
+    local got, err = take(sub, 1)
+    assert.same({}, got)
     assert.equals("http", err.kind)
     assert.equals(204, err.status)
     assert.equals("failed", sub:status())
     assert.equals(err, sub:error())
+    local ok, raised = pcall(function() for _ in sub:messages() do end end)
+    assert.is_false(ok)                        -- and messages() raises it
+    assert.equals(err, raised)
     assert.equals(before + 1, srv:stats().hits["/status/204"])
   end)
 
