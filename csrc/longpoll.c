@@ -1399,7 +1399,8 @@ static int request_ready(lua_State *L) {
 static int request_response(lua_State *L) {
   lreq *q = check_request(L, 1);
   if (is_stream(q) && lp_req_state(q->r) == LP_DONE && !stream_over(q)) {
-    push_response(L, q->r);
+    lua_pushliteral(L, "");     /* its body: the messages were handed out */
+    push_response(L, q->r, lua_gettop(L));
     return 1;
   }
   if (!push_results(L, 1, q)) {
