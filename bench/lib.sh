@@ -73,7 +73,8 @@ NGINX_PID=
 NGINX_PREFIX=           # prefix dir of the nginx started by this shell
 
 bench_nginx_start() {
-    local port=${1:-$BENCH_PORT} h2port=${2:-$BENCH_H2_PORT} nofile prefix i
+    local port=${1:-$BENCH_PORT} h2port=${2:-$BENCH_H2_PORT} tlsport=${3:-${BENCH_TLS_PORT:-$((${1:-$BENCH_PORT} + 2))}}
+    local nofile prefix i
     nofile=$(ulimit -n)
     [ "$nofile" = unlimited ] && nofile=65536
     [ "$nofile" -gt 65536 ] && nofile=65536
@@ -89,7 +90,12 @@ bench_nginx_start() {
     if [ "$BENCH_PIN" = 1 ]; then   # mask: rightmost digit is CPU 0
         affinity="worker_cpu_affinity 1$(printf '%*s' $((BENCH_NCPU - 1)) '' | tr ' ' 0);"
     fi
-    sed -e "s|@PORT@|$port|g" -e "s|@H2PORT@|$h2port|g" -e "s|@NOFILE@|$nofile|g" \
+    # the HTTPS listener's certificate (self-signed, for 127.0.0.1); clients trust cert.pem
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$prefix/conf/key.pem" \
+        -out "$prefix/conf/cert.pem" >/dev/null 2>&1 || { bench_log "openssl req failed"; return 1; }
+    sed -e "s|@PORT@|$port|g" -e "s|@H2PORT@|$h2port|g" -e "s|@TLSPORT@|$tlsport|g" \
+        -e "s|@NOFILE@|$nofile|g" \
         -e "s|@NCHAN_MODULE@|$NCHAN_MODULE|g" -e "s|@CPU_AFFINITY@|$affinity|g" \
         "$BENCH_DIR/nginx/nginx.conf" > "$prefix/conf/nginx.conf"
     chmod -R a+rX "$prefix"     # workers run as "nobody" when the master is root
@@ -104,8 +110,10 @@ bench_nginx_start() {
             NGINX_PREFIX=$prefix
             BENCH_URL=http://127.0.0.1:$port
             BENCH_H2_URL=http://127.0.0.1:$h2port
-            export BENCH_URL BENCH_H2_URL
-            bench_log "nginx pid $NGINX_PID on $BENCH_URL (h2c $BENCH_H2_URL), prefix $prefix"
+            BENCH_TLS_URL=https://127.0.0.1:$tlsport
+            BENCH_CAFILE=$prefix/conf/cert.pem
+            export BENCH_URL BENCH_H2_URL BENCH_TLS_URL BENCH_CAFILE
+            bench_log "nginx pid $NGINX_PID on $BENCH_URL (h2c $BENCH_H2_URL, https $BENCH_TLS_URL), prefix $prefix"
             return 0
         fi
         sleep 0.05

@@ -118,6 +118,26 @@ ours_pending() {
     bench_median cancel_all_ms "$PENDING_RUNS" lp_pending_one
 }
 
+# the same held polls with libcurl's receive buffer at 1 KiB, and over HTTP/2 (TLS, ALPN),
+# with either buffer: memory and connections only (no timer window), one run each
+lp_pending_variant() {   # LABEL CONFIGURE SUB_BASE
+    bench_nginx_wait_idle 10 >&2 || return 1
+    PENDING_LABEL=$1 PENDING_CONFIGURE=$2 PENDING_SUB_BASE=$3 PENDING_CAFILE=$BENCH_CAFILE \
+        TIMER_WINDOW=0 bench_client lua5.4 "$HERE/lua/pending.lua" "$PENDING_N" "$BENCH_URL" \
+        "$(bench_channel lv)"
+}
+ours_pending_variants() {
+    bench_log "== longpoll: $PENDING_N pending with buffer_size = 1024, over HTTP/2, both (~6 s each)"
+    bench_run lp_pending_variant b1k buffer_size=1024 "" || return 1
+    bench_run lp_pending_variant h2 "" "$BENCH_TLS_URL" || return 1
+    bench_run lp_pending_variant h2_b1k buffer_size=1024 "$BENCH_TLS_URL"
+}
+
+ours_alloc() {
+    bench_log "== Lua heap bytes per completed request (collector stopped)"
+    bench_run bench_client lua5.4 "$HERE/lua/alloc.lua" "$BENCH_URL/small.json"
+}
+
 ours_frames() {
     local pub=""
     [ "$BENCH_PIN" = 1 ] && pub="taskset -c $((BENCH_NCPU - 1))"   # beside nginx, not us
@@ -250,11 +270,30 @@ make_table() {
         "raw libcurl remove+cleanup: $(g raw_curl_pending cancel_all_ms) ms; Go cancel + goroutines return: $(g go_pending cancel_all_ms) ms" \
         "< 100 ms" "$(verdict "$(g $P cancel_all_ms)" "<" 100) (connections closed: $(verdict "$(g $P closed_ms)" "<" 100))"
 
+    local share
+    share=$(calc "d = $(g $P heap_bytes_each) - $(g raw_curl_pending heap_bytes_each); printf \"%.0f\", d")
+    row "… the module's own share: C heap in use per poll (glibc mallinfo2, after a full Lua GC) over raw libcurl's" \
+        "**$share bytes** ($(g $P heap_bytes_each) against $(g raw_curl_pending heap_bytes_each))" \
+        "raw libcurl multi, as above" "≤ 512 bytes" "$(verdict "$share" "<=" 512)"
+    local V=longpoll_pending_b1k H=longpoll_pending_h2 HB=longpoll_pending_h2_b1k
+    row "… the same polls with longpoll.configure{buffer_size = 1024} (libcurl's receive buffer)" \
+        "**$(g $V rss_kib_each) KiB** RSS each (heap $(g $V heap_bytes_each) bytes)" \
+        "-" "(information)" "-"
+    row "… over HTTP/2 (TLS to the same nginx, ALPN), default settings" \
+        "**$(g $H connections) connections**; $(g $H rss_kib_each) KiB RSS each (heap $(g $H heap_bytes_each) bytes); with buffer_size = 1024: $(g $HB rss_kib_each) KiB" \
+        "HTTP/1.1 above: $(g $P connections) connections" "one connection per max_streams (1000) polls" \
+        "$(verdict "$(g $H connections)" "<=" "$(calc "printf \"%d\", ($PENDING_N + 999) / 1000")")"
+
+    local A=longpoll_alloc
+    row "Lua heap bytes per completed request (collector stopped; /small.json decoded)" \
+        "**$(g $A bytes_per_request) bytes**; $(g $A bytes_per_request_headers) when response.headers is read" \
+        "-" "reported" "-"
+
     local F=longpoll_frames hist
     hist="<25: $(g $F h0), 25–50: $(g $F h25), 50–100: $(g $F h50), 100–200: $(g $F h100), 200–500: $(g $F h200), 500–1000: $(g $F h500), ≥1000: $(g $F h1000)"
     row "$FRAMES_POLLS polls in flight, 60 fps for ${FRAMES_S} s: module time per frame (done() sweep + run() + request() + start())" \
-        "max **$(g $F max_us) µs**, p99 $(g $F p99_us) µs, p50 $(g $F p50_us) µs; $(g $F over_500us) of $(g $F frames) frames > 0.5 ms, $(g $F over_500us_with_gc) of them with a Lua GC cycle freeing inside a module call; histogram (frames per µs bucket) $hist; $(g $F completions) completions" \
-        "-" "no frame > 0.5 ms" "$(verdict "$(g $F max_us)" "<=" 500)"
+        "max **$(g $F max_us) µs**, p99 $(g $F p99_us) µs, p50 $(g $F p50_us) µs; $(g $F over_500us) of $(g $F frames) frames > 0.5 ms, $(g $F over_500us_with_gc) of them with a Lua GC cycle freeing inside a module call; histogram (frames per µs bucket) $hist; $(g $F completions) completions. By this thread's CPU clock (preemption left out): max $(g $F cpu_max_us) µs, p99 $(g $F cpu_p99_us) µs, $(g $F cpu_over_500us) frames > 0.5 ms" \
+        "-" "no frame > 0.5 ms" "wall: $(verdict "$(g $F max_us)" "<=" 500); CPU: $(verdict "$(g $F cpu_max_us)" "<=" 500)"
     F=longpoll_frames_gcstep
     row "… the same, the game stepping the Lua GC itself at the end of each frame (collectgarbage \"stop\", then \"step\")" \
         "max **$(g $F max_us) µs**, p99 $(g $F p99_us) µs, p50 $(g $F p50_us) µs; $(g $F over_500us) of $(g $F frames) frames > 0.5 ms; $(g $F completions) completions" \
@@ -316,6 +355,7 @@ run_main() {
     trap 'bench_nginx_stop' EXIT
     trap 'exit 130' INT TERM
     bench_nginx_start "$BENCH_PORT" "$BENCH_H2_PORT" || exit 1
+    ours_alloc || rc=1
 
     ours_seq_with_peers || rc=1
     cancel_all_three || rc=1
@@ -327,6 +367,7 @@ run_main() {
     fi
     peers_pending || rc=1
     ours_pending || rc=1
+    ours_pending_variants || rc=1
     ours_frames || rc=1
     ours_callgrind || rc=1
     bench_nginx_stop

@@ -48,7 +48,6 @@
 #define LP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define LP_DEFAULT_MAX_MESSAGE (1024 * 1024)
 #define LP_DEFAULT_MAX_QUEUED 1000
-#define LP_DEFAULT_USER_AGENT "lua-longpoll/" LP_VERSION
 /* what a string body without a Content-Type is: RFC 9110 8.3's "no type" */
 #define LP_DEFAULT_BODY_TYPE "Content-Type: application/octet-stream"
 #define LP_JSON_BODY_TYPE "Content-Type: application/json"
@@ -122,11 +121,10 @@ static lreq *test_request(lua_State *L, int i, int mt) {
 #define cache_index lua_upvalueindex(2)
 enum {
   C_RESPONSE_MT = 1, C_HEADS, C_STATUS, C_BODY, C_URL, C_ELAPSED,
-  C_HTTP_VERSION, C_RETRY_AFTER, C_HTTP_11, C_HTTP_2, C_HTTP_10, C_N
+  C_RETRY_AFTER, C_N
 };
 static const char *const cache_strings[] = {  /* from C_STATUS on */
-  "status", "body", "url", "elapsed", "http_version", "retry_after",
-  "1.1", "2", "1.0"
+  "status", "body", "url", "elapsed", "retry_after"
 };
 _Static_assert(sizeof cache_strings / sizeof cache_strings[0] == C_N - C_STATUS,
                "one string per cached name");
@@ -710,7 +708,7 @@ static void read_options(lua_State *L, lctx *c, lspec *sp) {
   opt_body(L, sp);
   sp->method = opt_string(L, sp, OPT_METHOD);
   if (!sp->method.s) {          /* the one place the default method is decided */
-    sp->method.s = sp->body.s ? "POST" : "GET";
+    sp->method.s = sp->body.s ? lp_post : lp_get;
     sp->method.len = strlen(sp->method.s);
   }
   for (i = 0; i < (int)sp->method.len; i++)
@@ -746,8 +744,8 @@ static void read_options(lua_State *L, lctx *c, lspec *sp) {
   sp->cainfo = opt_string(L, sp, OPT_CAINFO);
   sp->user_agent = opt_string(L, sp, OPT_USER_AGENT);
   if (!sp->user_agent.s) {
-    sp->user_agent.s = LP_DEFAULT_USER_AGENT;
-    sp->user_agent.len = strlen(LP_DEFAULT_USER_AGENT);
+    sp->user_agent.s = lp_default_user_agent;
+    sp->user_agent.len = strlen(lp_default_user_agent);
   }
   if (has_crlf(sp->user_agent.s, sp->user_agent.len))
     opt_error(L, "user_agent", "contains CR or LF");
@@ -813,7 +811,8 @@ static int request_new(lua_State *L) {
   q->decode = sp.decode;
   link_request(c, q);
   r->opts.url = copy_lstr(L, sp.url);
-  r->opts.method = copy_lstr(L, sp.method);
+  r->opts.method = sp.method.s == lp_get || sp.method.s == lp_post
+                   ? sp.method.s : copy_lstr(L, sp.method);
   if (sp.headers) opt_headers(L, c, sp.headers, &sp, r);
   if (sp.body.s) {
     const char *ct = sp.json_body ? LP_JSON_BODY_TYPE : LP_DEFAULT_BODY_TYPE;
@@ -833,7 +832,8 @@ static int request_new(lua_State *L) {
   r->opts.follow_redirects = sp.follow_redirects;
   r->opts.verify = sp.verify;
   r->opts.cainfo = copy_lstr(L, sp.cainfo);
-  r->opts.user_agent = copy_lstr(L, sp.user_agent);
+  r->opts.user_agent = sp.user_agent.s == lp_default_user_agent
+                       ? sp.user_agent.s : copy_lstr(L, sp.user_agent);
   r->opts.stream = sp.stream;
   r->opts.max_message = sp.max_message;
   r->opts.max_queued = sp.max_queued;
@@ -899,32 +899,43 @@ static void push_headers(lua_State *L, const char *h, size_t len) {
   }
 }
 
-/* the response's __index: `headers` is made from the raw block the first
-   time it is read (upvalue 1: the weak table response -> raw block), then
-   stored in the response, a plain table like the others */
+/* the response's __index: `headers` and `http_version` are made from the
+   kept header block the first time either is read (upvalue 1: the weak
+   table response -> block), then stored in the response, a plain table like
+   the others. The block's first byte is the HTTP version (see push_response) */
 static int response_index(lua_State *L) {
+  static const char *const versions[] = {"1.1", "2", "1.0"};
   size_t len;
-  const char *h;
-  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "headers") != 0)
-    return 0;
+  const char *h, *k;
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  k = lua_tostring(L, 2);
+  if (strcmp(k, "headers") != 0 && strcmp(k, "http_version") != 0) return 0;
   lua_pushvalue(L, 1);
   lua_rawget(L, lua_upvalueindex(1));
   h = lua_tolstring(L, -1, &len);
-  push_headers(L, h ? h : "", h ? len : 0);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
+  if (!h || len < 1) return 0;  /* made already (and then removed), or never */
+  lua_pushliteral(L, "http_version");
+  lua_pushstring(L, versions[h[0] >= '0' && h[0] <= '2' ? h[0] - '0' : 0]);
+  lua_rawset(L, 1);
+  lua_pushliteral(L, "headers");
+  push_headers(L, h + 1, len - 1);
   lua_rawset(L, 1);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   lua_rawset(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 2);          /* the key read, now a field */
+  lua_rawget(L, 1);
   return 1;
 }
 
-/* push the response table of r; its body is the string at `body`. The
-   headers stay a raw block until response.headers is read */
-static void push_response(lua_State *L, lp_req *r, int body) {
-  static const int versions[] = {C_HTTP_11, C_HTTP_2, C_HTTP_10};
-  lua_createtable(L, 0, 7);
+/* push the response table of request q; its body is the string at `body`.
+   The headers and the HTTP version wait in the weak table as one string (a
+   version byte, then the raw header block) until one of them is read: the
+   table is made with room for the 4 fields every response has */
+static void push_response(lua_State *L, lreq *q, int body) {
+  lp_req *r = q->r;
+  lctx *c = q->ctx;
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, r->status);
   set_cached(L, C_STATUS);
   lua_pushvalue(L, body);
@@ -933,18 +944,19 @@ static void push_response(lua_State *L, lp_req *r, int body) {
   set_cached(L, C_URL);
   lua_pushnumber(L, r->elapsed);
   set_cached(L, C_ELAPSED);
-  lua_rawgeti(L, cache_index, versions[r->http_version == CURL_HTTP_VERSION_2_0 ? 1
-                                       : r->http_version == CURL_HTTP_VERSION_1_0 ? 2 : 0]);
-  set_cached(L, C_HTTP_VERSION);
   if (r->retry_after >= 0) {
     lua_pushinteger(L, (lua_Integer)r->retry_after);
     set_cached(L, C_RETRY_AFTER);
   }
   lua_rawgeti(L, cache_index, C_RESPONSE_MT);
   lua_setmetatable(L, -2);
+  if (!reserve(c, r->head.len + 1)) out_of_memory(L);
+  c->buf[0] = r->http_version == CURL_HTTP_VERSION_2_0 ? '1'
+              : r->http_version == CURL_HTTP_VERSION_1_0 ? '2' : '0';
+  if (r->head.len) memcpy(c->buf + 1, r->head.data, r->head.len);
   lua_rawgeti(L, cache_index, C_HEADS);
   lua_pushvalue(L, -2);
-  lua_pushlstring(L, r->head.data ? r->head.data : "", r->head.len);
+  lua_pushlstring(L, c->buf, r->head.len + 1);
   lua_rawset(L, -3);
   lua_pop(L, 1);
 }
@@ -1074,7 +1086,7 @@ static int push_results(lua_State *L, int i, lreq *q) {
   base = lua_gettop(L);         /* + 1 body, + 2 response, when one arrived */
   if (s != LP_CANCELED && r->status > 0) {
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-    push_response(L, r, base + 1);
+    push_response(L, q, base + 1);
   }
   if (s == LP_CANCELED) {
     lua_pushnil(L);
@@ -1400,7 +1412,7 @@ static int request_response(lua_State *L) {
   lreq *q = check_request(L, 1);
   if (is_stream(q) && lp_req_state(q->r) == LP_DONE && !stream_over(q)) {
     lua_pushliteral(L, "");     /* its body: the messages were handed out */
-    push_response(L, q->r, lua_gettop(L));
+    push_response(L, q, lua_gettop(L));
     return 1;
   }
   if (!push_results(L, 1, q)) {
@@ -1482,27 +1494,59 @@ static int lp_wait_any_l(lua_State *L) {
   return 1;
 }
 
-/* longpoll.configure{max_host_connections = n, max_connections = n} */
+/* the settings longpoll.configure knows, in lp_config's order, and the
+   least value each takes */
+static const struct { const char *name; long min; } config_keys[] = {
+  {"max_host_connections", 0}, {"max_connections", 0},
+  {"max_idle_connections", 0}, {"max_streams", 1}, {"buffer_size", 0}
+};
+#define N_CONFIG ((int)(sizeof config_keys / sizeof config_keys[0]))
+enum { CFG_BUFFER_SIZE = 4 };
+
+/* longpoll.configure{name = n, ...} -> the settings now in force (a table);
+   only the settings named change. longpoll.configure() reads them */
 static int lp_configure(lua_State *L) {
-  static const char *const keys[] = {"max_host_connections", "max_connections", NULL};
-  long v[2] = {0, 0};
-  int k;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  long v[N_CONFIG];
+  lp_config set, now;
+  int k, given = !lua_isnoneornil(L, 1);
+  if (given) luaL_checktype(L, 1, LUA_TTABLE);
+  for (k = 0; k < N_CONFIG; k++) v[k] = -1;
+  lua_settop(L, 1);
   lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    for (k = 0; keys[k] && (lua_type(L, -2) != LUA_TSTRING ||
-                            strcmp(keys[k], lua_tostring(L, -2))); k++) {}
-    if (!keys[k]) luaL_error(L, "longpoll.configure: unknown option '%s'",
-                             lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-      luaL_error(L, "longpoll.configure: option '%s' must be a non-negative integer",
-                 keys[k]);
-    v[k] = (long)lua_tointeger(L, -1);
+  while (given && lua_next(L, 1)) {
+    lua_Integer n;
+    for (k = 0; k < N_CONFIG && (lua_type(L, -2) != LUA_TSTRING ||
+                                  strcmp(config_keys[k].name, lua_tostring(L, -2))); k++) {}
+    if (k == N_CONFIG) luaL_error(L, "longpoll.configure: unknown option '%s'",
+                                  lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+    n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+    if (n < config_keys[k].min || n > LONG_MAX)
+      luaL_error(L, "longpoll.configure: option '%s' must be %s integer", config_keys[k].name,
+                 config_keys[k].min ? "a positive" : "a non-negative");
+    if (k == CFG_BUFFER_SIZE && n != 0 && (n < LP_MIN_BUFFER_SIZE || n > LP_MAX_BUFFER_SIZE))
+      luaL_error(L, "longpoll.configure: option 'buffer_size' must be 0 (libcurl's) "
+                 "or %d to %d bytes", LP_MIN_BUFFER_SIZE, LP_MAX_BUFFER_SIZE);
+    v[k] = (long)n;
     lua_pop(L, 1);
   }
   if (!get_ctx(L)->engine) luaL_error(L, "longpoll: the engine could not be started");
-  lp_engine_configure(get_ctx(L)->engine, v[0], v[1]);
-  return 0;
+  set.max_host_connections = v[0];
+  set.max_connections = v[1];
+  set.max_idle_connections = v[2];
+  set.max_streams = v[3];
+  set.buffer_size = v[4];
+  lp_engine_configure(get_ctx(L)->engine, given ? &set : NULL, &now);
+  v[0] = now.max_host_connections;
+  v[1] = now.max_connections;
+  v[2] = now.max_idle_connections;
+  v[3] = now.max_streams;
+  v[4] = now.buffer_size;
+  lua_createtable(L, 0, N_CONFIG);
+  for (k = 0; k < N_CONFIG; k++) {
+    lua_pushinteger(L, v[k]);
+    lua_setfield(L, -2, config_keys[k].name);
+  }
+  return 1;
 }
 
 /* core.codec(encode, decode, null): the JSON functions the binding calls */
@@ -1666,8 +1710,12 @@ static int new_metatable(lua_State *L, const char *name, int k) {
 }
 
 LUALIB_API int luaopen_longpoll_core(lua_State *L) {
+  const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
   lctx *c;
   int i;
+  if (cv->version_num < LP_MIN_CURL_VERSION_NUM)  /* built against newer headers */
+    return luaL_error(L, "lua-longpoll needs libcurl " LP_MIN_CURL_VERSION
+                      " or newer; the process loaded libcurl %s", cv->version);
   lua_newtable(L);                        /* module */
   c = (lctx *)lp_newuserdata(L, sizeof *c, UV_NCTX);
   memset(c, 0, sizeof *c);
@@ -1683,7 +1731,7 @@ LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   }
   lp_setuv(L, -2, UV_OPTION_SLOTS);
   c->engine = lp_engine_acquire();         /* upvalues keep the context */
-  c->h2c_reuse_broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+  c->h2c_reuse_broken = cv->version_num < 0x080000;
   /* metatables are shared by every context of the state (a reloaded module
      finds them made); methods use each request's own context, never an
      upvalue of the module */

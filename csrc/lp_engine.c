@@ -48,6 +48,7 @@
 #define LP_SOCK_BUCKETS 1024     /* hash of libcurl's sockets by local port */
 
 typedef struct lp_sock lp_sock;
+typedef struct lp_peer lp_peer;
 
 struct lp_engine {
   CURLM *multi;
@@ -57,8 +58,9 @@ struct lp_engine {
   lp_req *qhead, *qtail;
   int stop;                     /* the worker stops (or stopped) */
   int joined, exited;           /* guarded by g_lock: worker joined; by the exit handler */
-  long cfg_host, cfg_total;
+  lp_config cfg;                /* guarded by qmu: set by lp_engine_configure */
   int cfg_dirty;
+  long buffer_size;             /* worker only: cfg.buffer_size as last applied */
   int ep;                       /* epoll set: libcurl's sockets and wfd */
   int wfd;                      /* eventfd: the queue or stop changed */
   double timer_at;              /* worker only: libcurl's timer, or < 0 */
@@ -69,12 +71,11 @@ struct lp_engine {
   int nsocks;
   int lhash[LP_SOCK_BUCKETS];   /* sockets by local port */
   int unlearned;                /* sockets whose local port is not read yet */
-  /* fork (see "fork" below) */
-  pthread_cond_t parkcv;        /* with qmu: the worker parked, or may go on */
-  int park, parked;             /* guarded by qmu */
-  int wake[2];                  /* libcurl's wake-up socketpair, or -1 */
-  atomic_int revive;            /* a forked child: start a worker at first use */
-  struct lp_forsaken *forsaken; /* a forked child: the parents' handles */
+  int pipewait_broken;          /* libcurl < 8.0.0: see open_ok */
+  lp_peer *peers;               /* worker only: servers we multiplex to */
+  lp_req *parked;               /* worker only: transfers waiting for a
+                                   connection being opened (anext links) */
+  int unpark;                   /* worker only: put them back now */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -107,6 +108,12 @@ static void efd_signal(int fd) {
 }
 
 /* ---- request record ---- */
+
+#ifndef LP_VERSION
+#define LP_VERSION "0.0.0"
+#endif
+const char lp_get[] = "GET", lp_post[] = "POST";
+const char lp_default_user_agent[] = "lua-longpoll/" LP_VERSION;
 
 lp_req *lp_req_new(void) {
   lp_req *r = calloc(1, sizeof *r);
@@ -152,11 +159,11 @@ void lp_req_release(lp_req *r) {
   if (r->parser) lp_stream_free(r->parser);
   free(r->parser);
   free(r->opts.url);
-  free(r->opts.method);
+  if (r->opts.method != lp_get && r->opts.method != lp_post) free((void *)r->opts.method);
   curl_slist_free_all(r->opts.headers);
   free(r->opts.body);
   free(r->opts.cainfo);
-  free(r->opts.user_agent);
+  if (r->opts.user_agent != lp_default_user_agent) free((void *)r->opts.user_agent);
   free(r->opts.username);
   if (r->opts.password) {       /* a secret: leave no copy in freed memory */
     explicit_bzero(r->opts.password, strlen(r->opts.password));
@@ -208,11 +215,8 @@ static lp_state settle_canceled(lp_req *r);
 
 /* queue r for the worker (holding a reference) and wake it if it may sleep;
    once the worker stopped (process exit), r ends as canceled instead */
-static void revive(lp_engine *e);
-
 static void enqueue(lp_engine *e, lp_req *r) {
   int wake = 0, stopped;
-  if (atomic_load(&e->revive)) revive(e);   /* a forked child's first use */
   pthread_mutex_lock(&e->qmu);
   stopped = e->stop;
   if (!stopped && !r->queued) {
@@ -647,14 +651,85 @@ static lp_sock *sock_find(lp_engine *e, long lport, long rport, const char *ip) 
   return NULL;
 }
 
+/* A server we multiplex to over HTTP/2: libcurl 7.88.1 lets every transfer
+   that finds the connections to a server full open a connection of its own
+   while the first such new connection is still being set up (it is not a
+   candidate for reuse until connected): 200 polls to a server allowing 100
+   streams made 101 connections (curl/curl#10456, fixed in 8.0.0). So, past
+   the first, a new connection to a server known to multiplex is refused
+   while another one to it is being opened (open_ok): the transfer is
+   parked and added again once that connection is up or gone, and then
+   shares it. */
+struct lp_peer {
+  lp_peer *next;
+  unsigned char family, raddr[16];
+  unsigned short rport;
+  int h2;                       /* one connection to it carried two transfers */
+  lp_req *opener;               /* the transfer opening a connection to it */
+};
+
+static lp_peer *peer_find(lp_engine *e, int family, const unsigned char *raddr,
+                          unsigned short rport, int make) {
+  lp_peer *p;
+  for (p = e->peers; p; p = p->next)
+    if (p->family == family && p->rport == rport && memcmp(p->raddr, raddr, 16) == 0)
+      return p;
+  if (!make || !(p = calloc(1, sizeof *p))) return NULL;  /* no memory: no parking */
+  p->family = (unsigned char)family;
+  p->rport = rport;
+  memcpy(p->raddr, raddr, 16);
+  p->next = e->peers;
+  e->peers = p;
+  return p;
+}
+
+/* r's connection is up or gone: the transfers parked for it go back */
+static void peer_opened(lp_engine *e, lp_req *r) {
+  lp_peer *p;
+  for (p = e->peers; p; p = p->next)
+    if (p->opener == r) {
+      p->opener = NULL;
+      e->unpark = 1;
+    }
+}
+
+/* whether r may open a connection to the address (see lp_peer): not while
+   another one to a server that multiplexes is being opened */
+static int open_ok(lp_engine *e, lp_req *r, int family, const unsigned char *raddr,
+                   unsigned short rport) {
+  lp_peer *p;
+  if (!e->pipewait_broken || !r || !r->pipewait) return 1;
+  p = peer_find(e, family, raddr, rport, 0);
+  if (!p || !p->h2) return 1;
+  if (p->opener && p->opener != r) {
+    r->parked = 1;              /* complete() parks it instead of failing it */
+    return 0;
+  }
+  p->opener = r;
+  return 1;
+}
+
 /* close-on-exec from birth (libcurl 7.88.1 calls plain socket()): a child
    process must not keep a connection open after its request ended (#9.1) */
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
                                     struct curl_sockaddr *a) {
-  lp_engine *e = ud;
+  lp_req *r = ud;
+  lp_engine *e = r->engine;
   lp_sock *k;
+  unsigned char raddr[16] = { 0 };
+  unsigned short rport = 0;
   int fd;
   (void)purpose;
+  if (a->family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
+    rport = ntohs(s6->sin6_port);
+    memcpy(raddr, &s6->sin6_addr, 16);
+  } else if (a->family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->addr;
+    rport = ntohs(s4->sin_port);
+    memcpy(raddr, &s4->sin_addr, 4);
+  }
+  if (!open_ok(e, r, a->family, raddr, rport)) return CURL_SOCKET_BAD;
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;  /* libcurl reports it: "connect" */
   if (fd >= e->nsocks) {
@@ -678,18 +753,10 @@ static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
   k->gen = k->gen + 1 ? k->gen + 1 : 1; /* never 0: a token is non-NULL */
   k->open = 1;
   k->watched = k->h1 = 0;
-  k->lport = k->rport = 0;
+  k->lport = 0;
+  k->rport = rport;
   k->family = (unsigned char)a->family;
-  memset(k->raddr, 0, sizeof k->raddr);
-  if (a->family == AF_INET6) {
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
-    k->rport = ntohs(s6->sin6_port);
-    memcpy(k->raddr, &s6->sin6_addr, 16);
-  } else if (a->family == AF_INET) {
-    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->addr;
-    k->rport = ntohs(s4->sin_port);
-    memcpy(k->raddr, &s4->sin_addr, 4);
-  }
+  memcpy(k->raddr, raddr, sizeof k->raddr);
   k->next = e->unlearned;
   e->unlearned = fd;
   return fd;
@@ -739,6 +806,11 @@ static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port,
   k = sock_find(r->engine, local_port, peer_port, peer_ip);
   if (k) sock_join(r->engine, r, k);
   else sock_leave(r->engine, r);
+  peer_opened(r->engine, r);          /* its connection is up */
+  if (k && k->users && k->users->snext && r->engine->pipewait_broken) {
+    lp_peer *p = peer_find(r->engine, k->family, k->raddr, k->rport, 1);
+    if (p) p->h2 = 1;                 /* two transfers at once: multiplexed */
+  }
   if (connects != r->connects) {      /* a new connection: nothing to fear */
     r->connects = connects;
     return CURL_PREREQFUNC_OK;
@@ -786,7 +858,7 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   curl_easy_setopt(h, CURLOPT_PRIVATE, r);
   if (e->share) curl_easy_setopt(h, CURLOPT_SHARE, e->share);
   curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, e);
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, r);
   curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
   curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, e);
   curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
@@ -813,6 +885,7 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, o->max_body);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (e->buffer_size > 0) curl_easy_setopt(h, CURLOPT_BUFFERSIZE, e->buffer_size);
   /* a cancel during name resolution must not make the worker join the
      resolver thread (it finishes and frees itself) */
   curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
@@ -830,8 +903,9 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
      more; not in cleartext: for HTTP/1.1 a held poll would hold back the
      rest, and libcurl 7.88 breaks streams that wait on an h2c connection
      still starting ("Error in the HTTP2 framing layer") */
-  if (o->http_version != CURL_HTTP_VERSION_1_1 && strncasecmp(o->url, "https:", 6) == 0)
-    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+  r->pipewait = o->http_version != CURL_HTTP_VERSION_1_1 &&
+                strncasecmp(o->url, "https:", 6) == 0;
+  if (r->pipewait) curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
   if (o->body) {
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
@@ -856,6 +930,7 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
 /* detach r's transfer from the multi handle and drop the engine's share */
 static void detach(lp_engine *e, lp_req *r) {
   CURL *h = r->easy;
+  peer_opened(e, r);            /* whatever it was opening is gone with it */
   /* fails only for a handle not in the multi (a bug) or when called from a
      libcurl callback (never): cleanup removes it then anyway */
   if (h) (void)curl_multi_remove_handle(e->multi, h);
@@ -938,6 +1013,45 @@ static lp_kind kind_of(lp_req *r, CURLcode c) {
   }
 }
 
+/* r's connection was refused by open_ok: its transfer leaves the multi
+   handle (keeping the engine's share) and waits in e->parked */
+static void park(lp_engine *e, lp_req *r) {
+  (void)curl_multi_remove_handle(e->multi, r->easy); /* as in detach */
+  sock_leave(e, r);
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
+  if (r->aprev) r->aprev->anext = r->anext; else e->active = r->anext;
+  if (r->anext) r->anext->aprev = r->aprev;
+  r->aprev = NULL;
+  r->anext = e->parked;
+  if (e->parked) e->parked->aprev = r;
+  e->parked = r;
+  r->parked = 2;
+}
+
+/* r leaves e->parked: attached again while it runs (its libcurl
+   `timeout` counts from now), else the engine's share is dropped */
+static void unpark_one(lp_engine *e, lp_req *r) {
+  if (r->aprev) r->aprev->anext = r->anext; else e->parked = r->anext;
+  if (r->anext) r->anext->aprev = r->aprev;
+  r->aprev = r->anext = NULL;
+  r->parked = 0;
+  if (atomic_load(&r->state) != LP_RUNNING) {
+    lp_req_release(r);
+    return;
+  }
+  r->errbuf[0] = '\0';
+  r->head.len = r->body.len = 0;
+  attach(e, r);                 /* keeps the share, or fails r */
+}
+
+/* every parked transfer goes back (a connection they waited for is up or
+   gone); outside libcurl's callbacks, where adding a handle is refused */
+static void unpark(lp_engine *e) {
+  e->unpark = 0;
+  while (e->parked) unpark_one(e, e->parked);
+}
+
 /* send r again on a new connection after on_prereq refused a stale one
    (at most once: a new connection is never refused); 0 when it could not
    start, r->easy then NULL */
@@ -978,6 +1092,11 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   if (c == CURLE_ABORTED_BY_CALLBACK && r->stale_conn &&
       atomic_load(&r->state) == LP_RUNNING && resend_fresh(e, r))
     return;
+  if (r->parked == 1 && atomic_load(&r->state) == LP_RUNNING) {
+    park(e, r);
+    return;
+  }
+  r->parked = 0;
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
   curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
@@ -1031,24 +1150,28 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   detach(e, r);
 }
 
+/* the settings into the multi handle (worker, under qmu). The values were
+   checked by the binding; a libcurl that refuses one keeps its previous
+   value, which leaves the engine working: nothing to undo */
+static void apply_config(lp_engine *e) {
+  const lp_config *c = &e->cfg;
+  curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->max_host_connections);
+  curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->max_connections);
+  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, c->max_idle_connections);
+  curl_multi_setopt(e->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, c->max_streams);
+  e->buffer_size = c->buffer_size;
+}
+
 /* take the queue and act on each request according to its state now */
 static int drain(lp_engine *e) {
   lp_req *q, *r;
   int stop;
   pthread_mutex_lock(&e->qmu);
-  if (e->park) {                /* fork_prepare: hold still (no lock, not in
-                                   libcurl) until fork() returned */
-    e->parked = 1;
-    pthread_cond_broadcast(&e->parkcv);
-    while (e->park) pthread_cond_wait(&e->parkcv, &e->qmu);
-    e->parked = 0;
-  }
   q = e->qhead;
   e->qhead = e->qtail = NULL;
   stop = e->stop;
   if (e->cfg_dirty) {
-    curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, e->cfg_host);
-    curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, e->cfg_total);
+    apply_config(e);
     e->cfg_dirty = 0;
   }
   pthread_mutex_unlock(&e->qmu);
@@ -1062,7 +1185,8 @@ static int drain(lp_engine *e) {
     r->queued = 0;
     s = atomic_load(&r->state);
     pthread_mutex_unlock(&e->qmu);
-    if (!r->easy && s == LP_RUNNING) {
+    if (r->parked == 2 && s != LP_RUNNING) unpark_one(e, r); /* drops it */
+    if (!r->easy && !r->parked && s == LP_RUNNING) {
       if (!stop) { attach(e, r); continue; }
       settle_canceled(r);       /* started while the engine stops */
     }
@@ -1234,8 +1358,13 @@ static void *worker_main(void *arg) {
     if (deadline >= 0 && now_seconds() >= deadline) lp_scope_expire(now_seconds());
     if (e->watch_failed) fail_unwatched(e);
     reap(e);
+    if (e->unpark) unpark(e);
   }
-  /* stopping: whatever is still attached ends as canceled */
+  /* stopping: whatever is still attached or parked ends as canceled */
+  while (e->parked) {
+    settle_canceled(e->parked);
+    unpark_one(e, e->parked);   /* canceled now: drops it */
+  }
   while (e->active) {
     lp_req *r = e->active;
     settle_canceled(r);
@@ -1282,10 +1411,9 @@ static int *fd_list(size_t *n) {
    says nothing of its descriptors, so they are found as the new ones of
    their kind: an unnamed, non-blocking AF_UNIX stream socket that is not
    close-on-exec; exactly two, or none is touched. */
-static CURLM *multi_init_cloexec(int wake[2]) {
+static CURLM *multi_init_cloexec(void) {
   size_t nbefore, nafter, i, found = 0;
   int *before = fd_list(&nbefore), *after, pair[2] = { -1, -1 };
-  wake[0] = wake[1] = -1;
   CURLM *m = curl_multi_init();
   if (!m || !before) {
     free(before);
@@ -1310,8 +1438,6 @@ static CURLM *multi_init_cloexec(int wake[2]) {
     /* F_SETFD cannot fail on an open descriptor */
     (void)fcntl(pair[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(pair[1], F_SETFD, FD_CLOEXEC);
-    wake[0] = pair[0];
-    wake[1] = pair[1];
   }
   free(before);
   free(after);
@@ -1354,184 +1480,36 @@ static void on_process_exit(void *unused) {
   pthread_mutex_unlock(&g_lock);
 }
 
-/* ---- fork ----
- *
- * The worker thread does not survive fork(); a host that forks (a pre-fork
- * server) still gets a working engine in the child. fork_prepare parks the
- * worker where it holds no lock and is outside libcurl, and holds g_lock and
- * qmu across fork(), so the child inherits consistent tables. The child
- * (fork_child: one thread) lets go of everything of the parent's without a
- * byte on the wire: the multi handle, its connections and TLS state are
- * abandoned, never cleaned up (that would send TLS close_notify or HTTP/2
- * GOAWAY on sockets the parent still uses); its copies of the connections'
- * descriptors, the epoll set, the eventfd and libcurl's wake-up pair are
- * closed (close() drops the child's reference only: the parent's
- * connections stay up, and the server sees the parent's own closes).
- * Requests in flight fail in the child as network errors (the parent's
- * copy runs on); their eventfds are replaced under the same number, so the
- * child's wake-ups never reach the parent's event loop. The child starts a
- * fresh worker at its first use (revive). Only fork() runs these handlers:
- * posix_spawn (system, popen) execs at once and needs none.
- */
-
-static int engine_open(lp_engine *e);
-
-/* what a forked child keeps of its parents' engine: the libcurl handles,
-   never touched again (kept reachable, not leaked) */
-struct lp_forsaken {
-  CURLM *multi;
-  CURLSH *share;
-  struct lp_forsaken *next;
-};
-
-static void fork_prepare(void) {
-  lp_engine *e;
-  pthread_mutex_lock(&g_lock);  /* held until fork returned, in both */
-  e = g_engine;
-  if (!e || e->joined) return;
-  pthread_mutex_lock(&e->qmu);  /* likewise */
-  e->park = 1;
-  wake_worker(e);
-  while (!e->parked) pthread_cond_wait(&e->parkcv, &e->qmu);
-}
-
-static void fork_parent(void) {
-  lp_engine *e = g_engine;
-  if (e && !e->joined) {
-    e->park = 0;
-    pthread_cond_broadcast(&e->parkcv);
-    pthread_mutex_unlock(&e->qmu);
-  }
-  pthread_mutex_unlock(&g_lock);
-}
-
-/* descriptor fd is still the socket k of the parent's: its local port */
-static int sock_still(int fd, const lp_sock *k) {
-  struct sockaddr_storage a;
-  socklen_t alen = sizeof a;
-  unsigned short port;
-  if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0 || a.ss_family != k->family)
-    return 0;
-  port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
-                                       : ((struct sockaddr_in *)&a)->sin_port);
-  return port == k->lport;
-}
-
-/* a request of the parent's in flight, in the child: it fails here (the
-   parent's copy runs on). Any thread that held its lock or waited on it
-   was the parent's: neither exists here */
-static void orphan(lp_req *r) {
-  pthread_mutex_init(&r->mu, NULL);
-  r->notify.waiters = NULL;
-  if (r->notify.efd >= 0) {     /* the same number, a descriptor of our own */
-    int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (fresh >= 0 && dup3(fresh, r->notify.efd, O_CLOEXEC) >= 0) close(fresh);
-    else if (fresh >= 0) close(fresh);
-  }
-  r->easy = NULL;
-  r->sock = -1;
-  r->snext = r->sprev = r->aprev = r->anext = r->qnext = NULL;
-  r->queued = 0;
-  if (atomic_load(&r->state) != LP_RUNNING) return;
-  r->kind = LP_ENETWORK;
-  snprintf(r->errbuf, sizeof r->errbuf,
-           "the process forked while the request was in flight (it goes on in the parent)");
-  transition(r, LP_RUNNING, LP_FAILED);
-}
-
-/* fork_child's work on the parked engine e */
-static void forsake(lp_engine *e) {
-  struct lp_forsaken *f = malloc(sizeof *f);
-  lp_req *r, *next, *q = e->qhead;
-  int fd, i;
-  sock_learn(e);
-  for (fd = 0; fd < e->nsocks; fd++)
-    if (e->socks[fd].open && e->socks[fd].lport && sock_still(fd, &e->socks[fd]))
-      close(fd);
-  free(e->socks);
-  e->socks = NULL;
-  e->nsocks = 0;
-  e->unlearned = -1;
-  for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
-  for (i = 0; i < 2; i++)
-    if (e->wake[i] >= 0) close(e->wake[i]);
-  close(e->ep);
-  close(e->wfd);
-  if (f) {                      /* else lost: a child without memory */
-    f->multi = e->multi;
-    f->share = e->share;
-    f->next = e->forsaken;
-    e->forsaken = f;
-  }
-  e->multi = NULL;
-  e->share = NULL;
-  e->ep = e->wfd = e->wake[0] = e->wake[1] = -1;
-  e->watch_failed = 0;
-  /* the requests in flight: attached, queued (a request can be both) */
-  for (r = e->active; r; r = next) {
-    next = r->anext;
-    orphan(r);
-    lp_req_release(r);
-  }
-  e->active = NULL;
-  e->qhead = e->qtail = NULL;
-  for (r = q; r; r = next) {
-    next = r->qnext;
-    orphan(r);
-    lp_req_release(r);
-  }
-  e->joined = 1;                /* no worker to stop */
-  e->cfg_dirty = 1;             /* the next multi handle gets the limits */
-  atomic_store(&e->revive, 1);
-}
-
-static void fork_child(void) {
-  lp_engine *e = g_engine;
-  if (e && !e->joined) {
-    forsake(e);
-    pthread_cond_init(&e->parkcv, NULL);  /* its waiter was the parent's worker */
-    e->park = e->parked = 0;
-    pthread_mutex_unlock(&e->qmu);
-  }
-  pthread_mutex_unlock(&g_lock);
-}
-
-/* a forked child's engine gets a worker of its own, with g_lock held; when
-   none can be made, requests end as canceled, as after the engine stopped */
-static void revive_locked(lp_engine *e) {
-  if (!atomic_load(&e->revive)) return;
-  atomic_store(&e->revive, 0);
-  if (e->exited || !engine_open(e)) {
-    pthread_mutex_lock(&e->qmu);
-    e->stop = 1;
-    pthread_mutex_unlock(&e->qmu);
-  }
-}
-
-static void revive(lp_engine *e) {
-  pthread_mutex_lock(&g_lock);
-  revive_locked(e);
-  pthread_mutex_unlock(&g_lock);
-}
-
 static void curl_init_once(void) {
   g_curl_init = curl_global_init(CURL_GLOBAL_ALL);
   /* fails only without memory: exit() is then as unsafe as before */
   if (g_curl_init == CURLE_OK)
     (void)__cxa_atexit(on_process_exit, NULL, __dso_handle);
-  /* fails only without memory: a forked child's engine then hangs, as
-     before this existed */
-  if (g_curl_init == CURLE_OK)
-    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-/* the multi handle, epoll set, eventfd and worker of e, with g_lock held:
-   at creation, and in a forked child (revive); 0 when one could not be
-   made, with what was made undone */
-static int engine_open(lp_engine *e) {
-  e->ep = e->wfd = -1;
-  e->timer_at = -1;
-  if ((e->multi = multi_init_cloexec(e->wake)) &&
+lp_engine *lp_engine_acquire(void) {
+  lp_engine *e;
+  pthread_once(&g_curl_once, curl_init_once);
+  if (g_curl_init != CURLE_OK) return NULL;
+  pthread_mutex_lock(&g_lock);
+  if ((e = g_engine)) {
+    e->refs++;
+    pthread_mutex_unlock(&g_lock);
+    return e;
+  }
+  e = calloc(1, sizeof *e);
+  if (e) {
+    int i;
+    e->ep = e->wfd = -1;
+    e->timer_at = -1;
+    e->pipewait_broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+    e->cfg.max_idle_connections = LP_DEFAULT_MAX_IDLE_CONNECTIONS;
+    e->cfg.max_streams = LP_DEFAULT_MAX_STREAMS;
+    e->cfg_dirty = 1;             /* the worker applies them first thing */
+    e->unlearned = -1;
+    for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
+  }
+  if (e && (e->multi = multi_init_cloexec()) &&
       (e->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0 &&
       (e->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0) {
     struct epoll_event ev;
@@ -1552,46 +1530,20 @@ static int engine_open(lp_engine *e) {
       curl_share_cleanup(e->share);
       e->share = NULL;
     }
-    if (pthread_create(&e->thread, NULL, worker_main, e) == 0) {
-      e->joined = 0;
-      return 1;
-    }
-  }
-  if (e->multi) curl_multi_cleanup(e->multi);
-  if (e->share) curl_share_cleanup(e->share);
-  if (e->ep >= 0) close(e->ep);
-  if (e->wfd >= 0) close(e->wfd);
-  e->multi = NULL;
-  e->share = NULL;
-  e->ep = e->wfd = e->wake[0] = e->wake[1] = -1;
-  return 0;
-}
-
-lp_engine *lp_engine_acquire(void) {
-  lp_engine *e;
-  pthread_once(&g_curl_once, curl_init_once);
-  if (g_curl_init != CURLE_OK) return NULL;
-  pthread_mutex_lock(&g_lock);
-  if ((e = g_engine)) {
-    e->refs++;
-    pthread_mutex_unlock(&g_lock);
-    return e;
-  }
-  e = calloc(1, sizeof *e);
-  if (e) {
-    int i;
-    e->unlearned = -1;
-    for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
     pthread_mutex_init(&e->qmu, NULL);
-    pthread_cond_init(&e->parkcv, NULL);
-    if (engine_open(e)) {
+    if (pthread_create(&e->thread, NULL, worker_main, e) == 0) {
       e->refs = 1;
       g_engine = e;
       pthread_mutex_unlock(&g_lock);
       return e;
     }
-    pthread_cond_destroy(&e->parkcv);
     pthread_mutex_destroy(&e->qmu);
+  }
+  if (e) {
+    if (e->multi) curl_multi_cleanup(e->multi);
+    if (e->share) curl_share_cleanup(e->share);
+    if (e->ep >= 0) close(e->ep);
+    if (e->wfd >= 0) close(e->wfd);
   }
   free(e);
   pthread_mutex_unlock(&g_lock);
@@ -1609,17 +1561,16 @@ void lp_engine_release(lp_engine *e) {
   }
   g_engine = NULL;
   stop_worker(e);
-  if (e->multi) curl_multi_cleanup(e->multi);
+  curl_multi_cleanup(e->multi);
   if (e->share) curl_share_cleanup(e->share);
   free(e->socks);               /* after the multi closed its connections */
-  if (e->ep >= 0) close(e->ep);
-  if (e->wfd >= 0) close(e->wfd);
-  while (e->forsaken) {         /* a forked child's: the parents' handles stay */
-    struct lp_forsaken *f = e->forsaken;
-    e->forsaken = f->next;
-    free(f);
+  while (e->peers) {
+    lp_peer *p = e->peers;
+    e->peers = p->next;
+    free(p);
   }
-  pthread_cond_destroy(&e->parkcv);
+  close(e->ep);
+  close(e->wfd);
   pthread_mutex_destroy(&e->qmu);
   free(e);
   pthread_mutex_unlock(&g_lock);
@@ -1627,17 +1578,21 @@ void lp_engine_release(lp_engine *e) {
 
 void lp_engine_deadlines_changed(void) {
   pthread_mutex_lock(&g_lock);
-  if (g_engine && atomic_load(&g_engine->revive)) revive_locked(g_engine);
-  if (g_engine && g_engine->wfd >= 0) wake_worker(g_engine);
+  if (g_engine) wake_worker(g_engine);
   pthread_mutex_unlock(&g_lock);
 }
 
-void lp_engine_configure(lp_engine *e, long max_host_connections,
-                         long max_connections) {
+void lp_engine_configure(lp_engine *e, const lp_config *set, lp_config *now) {
   pthread_mutex_lock(&e->qmu);
-  e->cfg_host = max_host_connections;
-  e->cfg_total = max_connections;
-  e->cfg_dirty = 1;
+  if (set) {
+    if (set->max_host_connections >= 0) e->cfg.max_host_connections = set->max_host_connections;
+    if (set->max_connections >= 0) e->cfg.max_connections = set->max_connections;
+    if (set->max_idle_connections >= 0) e->cfg.max_idle_connections = set->max_idle_connections;
+    if (set->max_streams >= 0) e->cfg.max_streams = set->max_streams;
+    if (set->buffer_size >= 0) e->cfg.buffer_size = set->buffer_size;
+    e->cfg_dirty = 1;
+  }
+  if (now) *now = e->cfg;
   pthread_mutex_unlock(&e->qmu);
-  wake_worker(e);
+  if (set) wake_worker(e);
 }

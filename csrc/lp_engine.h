@@ -23,6 +23,21 @@
 #include "lp_notify.h"
 #include "lp_stream.h"
 
+/* The oldest libcurl the module builds and runs with: 7.87.0 for
+   CURLOPT_QUICK_EXIT (and before it 7.85.0 for CURLOPT_PROTOCOLS_STR, 7.83.0
+   for curl_easy_header, 7.80.0 for CURLOPT_PREREQFUNCTION). Checked here
+   against the headers the build found, and at luaopen against the library
+   loaded. LP_CURL_VERSION_NUM stands for LIBCURL_VERSION_NUM (a spec sets it
+   to see the message). */
+#define LP_MIN_CURL_VERSION_NUM 0x075700
+#define LP_MIN_CURL_VERSION "7.87.0"
+#ifndef LP_CURL_VERSION_NUM
+#define LP_CURL_VERSION_NUM LIBCURL_VERSION_NUM
+#endif
+#if LP_CURL_VERSION_NUM < LP_MIN_CURL_VERSION_NUM
+#error "lua-longpoll needs libcurl 7.87.0 or newer (CURLOPT_QUICK_EXIT): install libcurl's development files of 7.87.0 or later, or point LuaRocks at them (CURL_INCDIR=..., CURL_LIBDIR=...)"
+#endif
+
 typedef enum lp_state {
   LP_READY, LP_RUNNING, LP_DONE, LP_FAILED, LP_CANCELED
 } lp_state;
@@ -44,7 +59,7 @@ typedef struct lp_buf {
 /* what the caller asks for; strings are owned by the record */
 typedef struct lp_opts {
   char *url;                    /* complete, query already appended */
-  char *method;                 /* "GET", "POST", ... */
+  const char *method;           /* "GET", "POST", ...: lp_get, lp_post or owned */
   struct curl_slist *headers;
   char *body;                   /* NULL: no request body */
   size_t body_len;
@@ -55,7 +70,7 @@ typedef struct lp_opts {
   int verify;
   long http_version;            /* CURL_HTTP_VERSION_* */
   char *cainfo;                 /* NULL: libcurl's default */
-  char *user_agent;
+  const char *user_agent;       /* lp_default_user_agent or owned */
   int stream;                   /* -1: keep the body whole; else the
                                    lp_stream_format it is split in */
   size_t max_message;           /* stream: bound of one message */
@@ -65,6 +80,10 @@ typedef struct lp_opts {
   long httpauth;                /* CURLAUTH_* with username */
   int fresh_connect;            /* a connection of its own, closed after */
 } lp_opts;
+
+/* strings an lp_opts may point to without owning them (never freed): most
+   requests need no copy of their method and user agent */
+extern const char lp_get[], lp_post[], lp_default_user_agent[];
 
 /* one message of a stream as queued for the caller: one allocation, freed
    with free() by whoever took it */
@@ -107,6 +126,9 @@ typedef struct lp_req {
   long connects;                /* worker only: connections made, at the last pre-request check */
   int stale_conn;               /* worker only: the pre-request check refused the connection */
   int fresh;                    /* worker only: resent on a new connection */
+  int pipewait;                 /* worker only: it waits to multiplex (h2 over TLS) */
+  int parked;                   /* worker only: 1 its connection was refused
+                                   (see open_ok), 2 it waits in e->parked */
   int watch_err;                /* worker only: errno when its socket could not be watched */
   int head_at_start;            /* worker only: the next header line begins a block */
   int sock;                     /* worker only: its connection's socket, or -1 */
@@ -148,9 +170,25 @@ void lp_engine_release(lp_engine *e);
 /* a scope's deadline came before the others (lp_scope.c): the worker, if it
    runs, looks at them again (lp_scope_next_deadline) */
 void lp_engine_deadlines_changed(void);
-/* connection limits for the multi handle (0 = unlimited); applied by the worker */
-void lp_engine_configure(lp_engine *e, long max_host_connections,
-                         long max_connections);
+/* settings of the process-wide engine (longpoll.configure) */
+typedef struct lp_config {
+  long max_host_connections;    /* CURLMOPT_MAX_HOST_CONNECTIONS; 0: no limit */
+  long max_connections;         /* CURLMOPT_MAX_TOTAL_CONNECTIONS; 0: no limit */
+  long max_idle_connections;    /* CURLMOPT_MAXCONNECTS: idle connections kept
+                                   for reuse, the oldest closed past it */
+  long max_streams;             /* CURLMOPT_MAX_CONCURRENT_STREAMS: HTTP/2
+                                   streams per connection (the server's
+                                   SETTINGS bound it too) */
+  long buffer_size;             /* CURLOPT_BUFFERSIZE of transfers started
+                                   from now on; 0: libcurl's (16 KiB) */
+} lp_config;
+#define LP_DEFAULT_MAX_IDLE_CONNECTIONS 64
+#define LP_DEFAULT_MAX_STREAMS 1000
+#define LP_MIN_BUFFER_SIZE 1024            /* libcurl's bounds of CURLOPT_BUFFERSIZE */
+#define LP_MAX_BUFFER_SIZE (10 * 1024 * 1024)
+/* change the fields of `set` that are >= 0 (the worker applies them), and
+   copy the settings now in force to *now when it is not NULL */
+void lp_engine_configure(lp_engine *e, const lp_config *set, lp_config *now);
 
 /* a fresh record in state LP_READY with one reference; NULL when out of memory */
 lp_req *lp_req_new(void);

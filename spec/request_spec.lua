@@ -256,7 +256,7 @@ describe("longpoll.request", function()
       assert.is_true(kept < 500, ("%.0f KB still held after a full collection"):format(kept))
     end)
 
-    it("makes response.headers when it is first read, a plain table from then on (#11.5)", function()
+    it("makes response.headers and http_version when first read, plain fields from then on (#11.5)", function()
       local req = longpoll.request{ url = srv:url("/headers") }
       local _, resp = req:run()
       local function keys(t)
@@ -267,7 +267,8 @@ describe("longpoll.request", function()
       end
       -- not made yet: pairs and rawget do not see it, reading it makes it
       assert.is_nil(rawget(resp, "headers"))
-      assert.equals("body elapsed http_version status url", keys(resp))
+      assert.is_nil(rawget(resp, "http_version"))
+      assert.equals("body elapsed status url", keys(resp))
       local h = resp.headers
       assert.equals("table", type(h))
       assert.is_nil(getmetatable(h))
@@ -276,6 +277,11 @@ describe("longpoll.request", function()
       assert.equals("body elapsed headers http_version status url", keys(resp))
       assert.equals("a, b", h["x-repeat"])
       assert.matches("x%-mixed", keys(h))
+      assert.equals("1.1", rawget(resp, "http_version"))
+      -- either one makes both
+      local _, other = longpoll.request{ url = srv:url("/headers") }:run()
+      assert.equals("1.1", other.http_version)
+      assert.equals("table", type(rawget(other, "headers")))
       -- other absent fields stay nil; the response is still a table to write to
       assert.is_nil(resp.nothing)
       resp.mine = 1

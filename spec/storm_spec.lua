@@ -37,10 +37,7 @@ describe("a storm of requests canceled at random points, with GC pressure", func
     -- Lua heap's slack) of the figure after the warm-up: a leak of 2 KB a
     -- request shows here; valgrind and ASan see smaller ones, and the
     -- 100,000-request run of bench/stress.sh holds the same bound
-    -- (not under ASan, whose quarantine keeps freed memory: it finds leaks itself)
-    if not (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) then
-      assert.is_true(tonumber(rss1) <= tonumber(rss0) * 1.10 + 4096, out)
-    end
+    assert.is_true(tonumber(rss1) <= tonumber(rss0) * 1.10 + 4096, out)
     assert.truthy(srv:wait_held(0, 10))
   end)
 end)

@@ -125,8 +125,8 @@ function B.last_socket()
     if fd and fd > maxfd then maxfd = fd end
   end
   local link = fd_link(maxfd) or ""
-  for _ = 1, 10 do                      -- the scan's own directory fd was the highest
-    if link:match("^socket:") then break end
+  for _ = 0, maxfd do                   -- the scan's own directory fd was the highest;
+    if link:match("^socket:") then break end   -- HTTP/2: few sockets, further down
     maxfd = maxfd - 1
     link = fd_link(maxfd) or ""
   end

@@ -15,18 +15,18 @@
 -- the application's and not counted; Lua GC steps that the module's allocations trigger
 -- are; over_500us_with_gc counts the slow frames in which a GC cycle freed memory inside
 -- a module call). The same regions are also timed with this thread's CPU clock
--- (bench/.build/thread_cpu.so, when built): cpu_* figures leave out the time the thread
+-- (bench/.build/benchc.so, when built): cpu_* figures leave out the time the thread
 -- sat preempted by other processes, which on a shared machine is most of a slow frame.
 -- Prints a histogram of module time per frame and
 --   RESULT longpoll_frames[_gcstep] frames= polls= p50_us= p99_us= max_us= over_500us= completions= ...
---     cpu_p99_us= cpu_max_us= cpu_over_500us= (when thread_cpu is there)
+--     cpu_p99_us= cpu_max_us= cpu_over_500us= (when benchc is there)
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local B = require "benchlib"
 local longpoll = require "longpoll"
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 package.cpath = here .. "/../.build/?.so;" .. package.cpath
-local has_cpu, thread_cpu = pcall(require, "thread_cpu")
-local cpu = has_cpu and thread_cpu.now_us or function() return 0 end
+local has_cpu, benchc = pcall(require, "benchc")
+local cpu = has_cpu and benchc.thread_cpu_us or function() return 0 end
 
 local base, prefix = arg[1], arg[2]
 local npolls = tonumber(arg[3]) or 100

@@ -19,11 +19,22 @@
 -- (closed_ms: the highest-numbered socket of the process, which the last request opened,
 -- is gone from /proc/self/fd; the worker tears transfers down in cancel order); and until
 -- nginx counts them gone (gone_ms).
+-- Environment (all optional):
+--   PENDING_CONFIGURE  longpoll.configure settings first, "name=n,name=n" (buffer_size=1024)
+--   PENDING_SUB_BASE   where the polls go instead of BASE_URL (https://127.0.0.1:PORT: HTTP/2
+--                      by ALPN), PENDING_CAFILE the CA file for it; the status stays on BASE_URL
+--   PENDING_LABEL      appended to the RESULT name (longpoll_pending_<label>)
+-- Also reported: connections = our established TCP connections to the polls' port (ss);
+-- heap_bytes_each = C heap in use (glibc mallinfo2, bench/.build/benchc.so) after a full GC
+-- over the baseline, per poll: what RSS shows without the pages malloc touched around.
 -- Prints
 --   RESULT longpoll_pending n= rss_kib_each= threads= idle_cpu_pct= cancel_all_ms= gone_ms= ...
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local B = require "benchlib"
 local longpoll = require "longpoll"
+package.cpath = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../.build/?.so;" .. package.cpath
+local has_benchc, benchc = pcall(require, "benchc")
+local heap = has_benchc and benchc.heap_bytes or function() return 0 end
 
 local n, base, channel = tonumber(arg[1]), arg[2], arg[3]
 if not (n and base and channel) then
@@ -31,7 +42,23 @@ if not (n and base and channel) then
   os.exit(2)
 end
 local status_url = base .. "/nchan_status"
-local url = base .. "/sub/" .. channel
+local function env(name) local v = os.getenv(name) return v ~= "" and v or nil end
+local sub_base = env("PENDING_SUB_BASE") or base
+local url = sub_base .. "/sub/" .. channel
+local cafile = env("PENDING_CAFILE")
+local settings = {}
+for k, v in (os.getenv("PENDING_CONFIGURE") or ""):gmatch("([%w_]+)=(%d+)") do
+  settings[k] = math.tointeger(tonumber(v))
+end
+longpoll.configure(settings)
+local label = env("PENDING_LABEL")
+local function established()            -- our connections to the polls' port
+  local port = sub_base:match(":(%d+)$") or (sub_base:match("^https") and "443" or "80")
+  local p = assert(io.popen(("ss -Htn state established '( dport = :%s )' | wc -l"):format(port)))
+  local c = tonumber(p:read("*l"))
+  p:close()
+  return c
+end
 local IDLE_S = 3
 
 -- baseline
@@ -39,11 +66,12 @@ assert(longpoll.request{ url = base .. "/small.json" }:run(), "warm-up request f
 local subs0 = B.subscribers(status_url) or B.die("cannot read %s", status_url)
 collectgarbage("collect")
 local rss0 = B.proc_status("VmRSS")
+local heap0 = heap()
 local threads0 = B.proc_status("Threads")
 
 local t_start = B.now_us()
 local reqs = {}
-for i = 1, n do reqs[i] = longpoll.request{ url = url }:start() end
+for i = 1, n do reqs[i] = longpoll.request{ url = url, cainfo = cafile }:start() end
 local ok, got = B.wait_subscribers(status_url, function(s) return s >= subs0 + n end, 60, 0.05)
 if not ok then B.die("nginx holds %s of %d", tostring(got and got - subs0), n) end
 for i = 1, n do
@@ -51,9 +79,11 @@ for i = 1, n do
 end
 local held_ms = (B.now_us() - t_start) / 1e3
 local maxfd, maxfd_link = B.last_socket()
+local connections = established()
 local rss_raw = B.proc_status("VmRSS")
 collectgarbage("collect")
 local rss1 = B.proc_status("VmRSS")
+local heap1 = heap()
 local threads = B.proc_status("Threads")
 
 -- idle: the Lua thread sleeps, the worker holds N transfers
@@ -96,8 +126,10 @@ local gone, left = B.wait_subscribers(status_url, function(s) return s <= subs0 
 local gone_ms = (B.now_us() - t0) / 1e3
 if not gone then B.die("nginx still counts %s subscribers after 30 s", tostring(left and left - subs0)) end
 
-print(("RESULT longpoll_pending n=%d rss_kib_each=%.2f threads=%d idle_cpu_pct=%.2f cancel_all_ms=%.1f closed_ms=%.0f gone_ms=%.0f "
+print(("RESULT longpoll_pending%s n=%d rss_kib_each=%.2f threads=%d idle_cpu_pct=%.2f cancel_all_ms=%.1f closed_ms=%.0f gone_ms=%.0f "
   .. "held_ms=%.0f rss_delta_kib=%d rss_kib_each_before_gc=%.2f idle_cpu_pct_ns=%.3f threads_before=%d "
-  .. "settle_cpu_ms=%.1f timer_cpu_pct=%.1f timer_cpu_pct_ns=%.1f timer_cpu_ms=%.0f")
-  :format(n, (rss1 - rss0) / n, threads, idle_pct, (t1 - t0) / 1e3, closed_ms, gone_ms, held_ms, rss1 - rss0,
-    (rss_raw - rss0) / n, idle_pct_ns, threads0, settle_ms, timer_pct, timer_pct_ns, timer_ms))
+  .. "settle_cpu_ms=%.1f timer_cpu_pct=%.1f timer_cpu_pct_ns=%.1f timer_cpu_ms=%.0f connections=%d "
+  .. "heap_bytes_each=%.0f")
+  :format(label and "_" .. label or "", n, (rss1 - rss0) / n, threads, idle_pct, (t1 - t0) / 1e3, closed_ms,
+    gone_ms, held_ms, rss1 - rss0, (rss_raw - rss0) / n, idle_pct_ns, threads0, settle_ms, timer_pct,
+    timer_pct_ns, timer_ms, connections, (heap1 - heap0) / n))

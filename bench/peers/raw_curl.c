@@ -16,6 +16,7 @@
  * Needs ulimit -n > N + a few.
  */
 #include <curl/curl.h>
+#include <malloc.h>
 
 #include "common.h"
 
@@ -83,6 +84,7 @@ static int run_pending(long n, const char *url, const char *status_url)
         return 1;
 
     long rss0 = rss_kib();
+    struct mallinfo2 mi0 = mallinfo2();
     double t_start = now_us();
     for (long i = 0; i < n; i++) {
         hs[i] = curl_easy_init();
@@ -146,6 +148,7 @@ static int run_pending(long n, const char *url, const char *status_url)
     curl_multi_perform(m, &running);
     double held_ms = (now_us() - t_start) / 1e3;
     long rss1 = rss_kib();
+    struct mallinfo2 mi1 = mallinfo2();
     if (running != n) {
         fprintf(stderr, "raw_curl: %d of %ld still running\n", running, n);
         return 1;
@@ -162,9 +165,10 @@ static int run_pending(long n, const char *url, const char *status_url)
     free(hs);
 
     printf("RESULT raw_curl_pending n=%ld rss_kib_each=%.1f cancel_all_ms=%.1f held_ms=%.0f "
-           "multi_cleanup_ms=%.2f rss_delta_kib=%ld\n",
+           "multi_cleanup_ms=%.2f rss_delta_kib=%ld heap_bytes_each=%.0f\n",
            n, (double)(rss1 - rss0) / n, (t1 - t0) / 1e3, held_ms, (t2 - t1) / 1e3,
-           rss1 - rss0);
+           rss1 - rss0, ((double)(mi1.uordblks + mi1.hblkhd) -
+                         (double)(mi0.uordblks + mi0.hblkhd)) / n);
     return 0;
 }
 
