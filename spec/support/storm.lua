@@ -249,9 +249,10 @@ local function op(slot, upto)
     req:fd()
   elseif r <= 57 then
     note(rec, "close")
-    local was = req:status()
     req:close()
-    if was == "ready" or was == "running" then rec.canceled = true end
+    -- close() ended it unless it had finished already (which may happen
+    -- between a status() before and the close itself): its status tells
+    if req:status() == "canceled" then rec.canceled = true end
   elseif r <= 62 and rec.kind.name == "stream" then
     note(rec, "poll")
     if req:status() ~= "ready" then drain_stream(rec, 0) end
