@@ -37,7 +37,10 @@ describe("a storm of requests canceled at random points, with GC pressure", func
     -- Lua heap's slack) of the figure after the warm-up: a leak of 2 KB a
     -- request shows here; valgrind and ASan see smaller ones, and the
     -- 100,000-request run of bench/stress.sh holds the same bound
-    assert.is_true(tonumber(rss1) <= tonumber(rss0) * 1.10 + 4096, out)
+    -- (not under ASan: its quarantine keeps freed memory resident)
+    if not (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) then
+      assert.is_true(tonumber(rss1) <= tonumber(rss0) * 1.10 + 4096, out)
+    end
     assert.truthy(srv:wait_held(0, 10))
   end)
 end)
