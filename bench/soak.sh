@@ -11,6 +11,7 @@ out=bench/out/soak.txt
 : > "$out"
 lua=${BENCH_LUA:-lua5.4}
 tree=$PWD/lua_modules; [ "$lua" = luajit ] && tree=$PWD/lua_modules/luajit
+tree=${BENCH_TREE:-$tree}   # e.g. a copy, so that rebuilding meanwhile cannot touch the run
 LONGPOLL_TREE=$tree LONGPOLL_LUA=$lua LONGPOLL_SOAK=${BENCH_SOAK:-3600} LONGPOLL_STRESS_LOG=$PWD/$out \
   busted --lua="$lua" -o utfTerminal spec/soak_spec.lua
 cat "$out"
