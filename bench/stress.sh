@@ -2,7 +2,8 @@
 # bench/stress.sh: the long forms of the hardening proofs (issue 9), the same
 # specs CI runs in their bounded forms, sized up:
 #   engine   spec/stress_spec.lua: the C engine, BENCH_STRESS="<threads> <requests
-#            per thread>" (default "8 5000") under ASan+UBSan and ThreadSanitizer
+#            per thread> <forks>" (default "8 5000 500") under ASan+UBSan and
+#            ThreadSanitizer (no forks there)
 #   storm    spec/storm_spec.lua: the Lua storm, BENCH_STORM requests (100000) on
 #            each Lua of BENCH_LUA ("lua5.4"; e.g. "lua5.1 luajit lua5.3 lua5.4")
 # Needs the builds of scripts/setup.sh (build/, build-tsan/, lua_modules/). Output:
@@ -19,7 +20,7 @@ export LONGPOLL_STRESS_LOG=$PWD/$out
 for what in ${@:-engine storm}; do
   case $what in
     engine)
-      LONGPOLL_STRESS=${BENCH_STRESS:-8 5000} busted --lua=lua5.4 -o utfTerminal spec/stress_spec.lua ;;
+      LONGPOLL_STRESS=${BENCH_STRESS:-8 5000 500} busted --lua=lua5.4 -o utfTerminal spec/stress_spec.lua ;;
     storm)
       for lua in ${BENCH_LUA:-lua5.4}; do
         tree=$PWD/lua_modules; [ "$lua" = luajit ] && tree=$PWD/lua_modules/luajit

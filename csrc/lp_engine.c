@@ -76,6 +76,12 @@ struct lp_engine {
   lp_req *parked;               /* worker only: transfers waiting for a
                                    connection being opened (anext links) */
   int unpark;                   /* worker only: put them back now */
+  /* fork (see "fork" below) */
+  pthread_cond_t parkcv;        /* with qmu: the worker parked, or may go on */
+  int fork_hold, fork_held;     /* guarded by qmu */
+  int wake[2];                  /* libcurl's wake-up socketpair, or -1 */
+  atomic_int revive;            /* a forked child: start a worker at first use */
+  struct lp_forsaken *forsaken; /* a forked child: the parents' handles */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -215,8 +221,11 @@ static lp_state settle_canceled(lp_req *r);
 
 /* queue r for the worker (holding a reference) and wake it if it may sleep;
    once the worker stopped (process exit), r ends as canceled instead */
+static void revive(lp_engine *e);
+
 static void enqueue(lp_engine *e, lp_req *r) {
   int wake = 0, stopped;
+  if (atomic_load(&e->revive)) revive(e);   /* a forked child's first use */
   pthread_mutex_lock(&e->qmu);
   stopped = e->stop;
   if (!stopped && !r->queued) {
@@ -1167,6 +1176,13 @@ static int drain(lp_engine *e) {
   lp_req *q, *r;
   int stop;
   pthread_mutex_lock(&e->qmu);
+  if (e->fork_hold) {           /* fork_prepare: hold still (no lock, not in
+                                   libcurl) until fork() returned */
+    e->fork_held = 1;
+    pthread_cond_broadcast(&e->parkcv);
+    while (e->fork_hold) pthread_cond_wait(&e->parkcv, &e->qmu);
+    e->fork_held = 0;
+  }
   q = e->qhead;
   e->qhead = e->qtail = NULL;
   stop = e->stop;
@@ -1411,9 +1427,10 @@ static int *fd_list(size_t *n) {
    says nothing of its descriptors, so they are found as the new ones of
    their kind: an unnamed, non-blocking AF_UNIX stream socket that is not
    close-on-exec; exactly two, or none is touched. */
-static CURLM *multi_init_cloexec(void) {
+static CURLM *multi_init_cloexec(int wake[2]) {
   size_t nbefore, nafter, i, found = 0;
   int *before = fd_list(&nbefore), *after, pair[2] = { -1, -1 };
+  wake[0] = wake[1] = -1;
   CURLM *m = curl_multi_init();
   if (!m || !before) {
     free(before);
@@ -1438,6 +1455,8 @@ static CURLM *multi_init_cloexec(void) {
     /* F_SETFD cannot fail on an open descriptor */
     (void)fcntl(pair[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(pair[1], F_SETFD, FD_CLOEXEC);
+    wake[0] = pair[0];
+    wake[1] = pair[1];
   }
   free(before);
   free(after);
@@ -1480,36 +1499,194 @@ static void on_process_exit(void *unused) {
   pthread_mutex_unlock(&g_lock);
 }
 
+/* ---- fork ----
+ *
+ * The worker thread does not survive fork(); a host that forks (a pre-fork
+ * server) still gets a working engine in the child. fork_prepare parks the
+ * worker where it holds no lock and is outside libcurl, and holds g_lock and
+ * qmu across fork(), so the child inherits consistent tables. The child
+ * (fork_child: one thread) lets go of everything of the parent's without a
+ * byte on the wire: the multi handle, its connections and TLS state are
+ * abandoned, never cleaned up (that would send TLS close_notify or HTTP/2
+ * GOAWAY on sockets the parent still uses); its copies of the connections'
+ * descriptors, the epoll set, the eventfd and libcurl's wake-up pair are
+ * closed (close() drops the child's reference only: the parent's
+ * connections stay up, and the server sees the parent's own closes).
+ * Requests in flight fail in the child as network errors (the parent's
+ * copy runs on); their eventfds are replaced under the same number, so the
+ * child's wake-ups never reach the parent's event loop. The child starts a
+ * fresh worker at its first use (revive). Only fork() runs these handlers:
+ * posix_spawn (system, popen) execs at once and needs none.
+ */
+
+static int engine_open(lp_engine *e);
+
+/* what a forked child keeps of its parents' engine: the libcurl handles,
+   never touched again (kept reachable, not leaked) */
+struct lp_forsaken {
+  CURLM *multi;
+  CURLSH *share;
+  struct lp_forsaken *next;
+};
+
+static void fork_prepare(void) {
+  lp_engine *e;
+  pthread_mutex_lock(&g_lock);  /* held until fork returned, in both */
+  e = g_engine;
+  if (!e || e->joined) return;
+  pthread_mutex_lock(&e->qmu);  /* likewise */
+  e->fork_hold = 1;
+  wake_worker(e);
+  while (!e->fork_held) pthread_cond_wait(&e->parkcv, &e->qmu);
+}
+
+static void fork_parent(void) {
+  lp_engine *e = g_engine;
+  if (e && !e->joined) {
+    e->fork_hold = 0;
+    pthread_cond_broadcast(&e->parkcv);
+    pthread_mutex_unlock(&e->qmu);
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+/* descriptor fd is still the socket k of the parent's: its local port */
+static int sock_still(int fd, const lp_sock *k) {
+  struct sockaddr_storage a;
+  socklen_t alen = sizeof a;
+  unsigned short port;
+  if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0 || a.ss_family != k->family)
+    return 0;
+  port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                       : ((struct sockaddr_in *)&a)->sin_port);
+  return port == k->lport;
+}
+
+/* a request of the parent's in flight, in the child: it fails here (the
+   parent's copy runs on). Any thread that held its lock or waited on it
+   was the parent's: neither exists here */
+static void orphan(lp_req *r) {
+  pthread_mutex_init(&r->mu, NULL);
+  r->notify.waiters = NULL;
+  if (r->notify.efd >= 0) {     /* the same number, a descriptor of our own */
+    int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fresh >= 0 && dup3(fresh, r->notify.efd, O_CLOEXEC) >= 0) close(fresh);
+    else if (fresh >= 0) close(fresh);
+  }
+  r->easy = NULL;
+  r->sock = -1;
+  r->snext = r->sprev = r->aprev = r->anext = r->qnext = NULL;
+  r->queued = 0;
+  r->parked = 0;
+  if (atomic_load(&r->state) != LP_RUNNING) return;
+  r->kind = LP_ENETWORK;
+  snprintf(r->errbuf, sizeof r->errbuf,
+           "the process forked while the request was in flight (it goes on in the parent)");
+  transition(r, LP_RUNNING, LP_FAILED);
+}
+
+/* fork_child's work on the parked engine e */
+static void forsake(lp_engine *e) {
+  struct lp_forsaken *f = malloc(sizeof *f);
+  lp_req *r, *next, *q = e->qhead;
+  int fd, i;
+  sock_learn(e);
+  for (fd = 0; fd < e->nsocks; fd++)
+    if (e->socks[fd].open && e->socks[fd].lport && sock_still(fd, &e->socks[fd]))
+      close(fd);
+  free(e->socks);
+  e->socks = NULL;
+  e->nsocks = 0;
+  e->unlearned = -1;
+  for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
+  for (i = 0; i < 2; i++)
+    if (e->wake[i] >= 0) close(e->wake[i]);
+  close(e->ep);
+  close(e->wfd);
+  if (f) {                      /* else lost: a child without memory */
+    f->multi = e->multi;
+    f->share = e->share;
+    f->next = e->forsaken;
+    e->forsaken = f;
+  }
+  e->multi = NULL;
+  e->share = NULL;
+  e->ep = e->wfd = e->wake[0] = e->wake[1] = -1;
+  e->watch_failed = 0;
+  while (e->peers) {            /* what the parent knew of its servers */
+    lp_peer *p = e->peers;
+    e->peers = p->next;
+    free(p);
+  }
+  /* the requests in flight: attached, parked for a connection, queued (a
+     request can be queued too) */
+  for (i = 0; i < 2; i++) {
+    for (r = i ? e->parked : e->active; r; r = next) {
+      next = r->anext;
+      orphan(r);
+      lp_req_release(r);
+    }
+  }
+  e->active = e->parked = NULL;
+  e->unpark = 0;
+  e->qhead = e->qtail = NULL;
+  for (r = q; r; r = next) {
+    next = r->qnext;
+    orphan(r);
+    lp_req_release(r);
+  }
+  e->joined = 1;                /* no worker to stop */
+  e->cfg_dirty = 1;             /* the next multi handle gets the limits */
+  atomic_store(&e->revive, 1);
+}
+
+static void fork_child(void) {
+  lp_engine *e = g_engine;
+  if (e && !e->joined) {
+    forsake(e);
+    pthread_cond_init(&e->parkcv, NULL);  /* its waiter was the parent's worker */
+    e->fork_hold = e->fork_held = 0;
+    pthread_mutex_unlock(&e->qmu);
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+/* a forked child's engine gets a worker of its own, with g_lock held; when
+   none can be made, requests end as canceled, as after the engine stopped */
+static void revive_locked(lp_engine *e) {
+  if (!atomic_load(&e->revive)) return;
+  atomic_store(&e->revive, 0);
+  if (e->exited || !engine_open(e)) {
+    pthread_mutex_lock(&e->qmu);
+    e->stop = 1;
+    pthread_mutex_unlock(&e->qmu);
+  }
+}
+
+static void revive(lp_engine *e) {
+  pthread_mutex_lock(&g_lock);
+  revive_locked(e);
+  pthread_mutex_unlock(&g_lock);
+}
+
 static void curl_init_once(void) {
   g_curl_init = curl_global_init(CURL_GLOBAL_ALL);
   /* fails only without memory: exit() is then as unsafe as before */
   if (g_curl_init == CURLE_OK)
     (void)__cxa_atexit(on_process_exit, NULL, __dso_handle);
+  /* fails only without memory: a forked child's engine then hangs, as
+     before this existed */
+  if (g_curl_init == CURLE_OK)
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-lp_engine *lp_engine_acquire(void) {
-  lp_engine *e;
-  pthread_once(&g_curl_once, curl_init_once);
-  if (g_curl_init != CURLE_OK) return NULL;
-  pthread_mutex_lock(&g_lock);
-  if ((e = g_engine)) {
-    e->refs++;
-    pthread_mutex_unlock(&g_lock);
-    return e;
-  }
-  e = calloc(1, sizeof *e);
-  if (e) {
-    int i;
-    e->ep = e->wfd = -1;
-    e->timer_at = -1;
-    e->pipewait_broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
-    e->cfg.max_idle_connections = LP_DEFAULT_MAX_IDLE_CONNECTIONS;
-    e->cfg.max_streams = LP_DEFAULT_MAX_STREAMS;
-    e->cfg_dirty = 1;             /* the worker applies them first thing */
-    e->unlearned = -1;
-    for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
-  }
-  if (e && (e->multi = multi_init_cloexec()) &&
+/* the multi handle, epoll set, eventfd and worker of e, with g_lock held:
+   at creation, and in a forked child (revive); 0 when one could not be
+   made, with what was made undone */
+static int engine_open(lp_engine *e) {
+  e->ep = e->wfd = -1;
+  e->timer_at = -1;
+  if ((e->multi = multi_init_cloexec(e->wake)) &&
       (e->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0 &&
       (e->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0) {
     struct epoll_event ev;
@@ -1530,20 +1707,50 @@ lp_engine *lp_engine_acquire(void) {
       curl_share_cleanup(e->share);
       e->share = NULL;
     }
-    pthread_mutex_init(&e->qmu, NULL);
     if (pthread_create(&e->thread, NULL, worker_main, e) == 0) {
+      e->joined = 0;
+      return 1;
+    }
+  }
+  if (e->multi) curl_multi_cleanup(e->multi);
+  if (e->share) curl_share_cleanup(e->share);
+  if (e->ep >= 0) close(e->ep);
+  if (e->wfd >= 0) close(e->wfd);
+  e->multi = NULL;
+  e->share = NULL;
+  e->ep = e->wfd = e->wake[0] = e->wake[1] = -1;
+  return 0;
+}
+
+lp_engine *lp_engine_acquire(void) {
+  lp_engine *e;
+  pthread_once(&g_curl_once, curl_init_once);
+  if (g_curl_init != CURLE_OK) return NULL;
+  pthread_mutex_lock(&g_lock);
+  if ((e = g_engine)) {
+    e->refs++;
+    pthread_mutex_unlock(&g_lock);
+    return e;
+  }
+  e = calloc(1, sizeof *e);
+  if (e) {
+    int i;
+    e->pipewait_broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+    e->cfg.max_idle_connections = LP_DEFAULT_MAX_IDLE_CONNECTIONS;
+    e->cfg.max_streams = LP_DEFAULT_MAX_STREAMS;
+    e->cfg_dirty = 1;             /* the worker applies them first thing */
+    e->unlearned = -1;
+    for (i = 0; i < LP_SOCK_BUCKETS; i++) e->lhash[i] = -1;
+    pthread_mutex_init(&e->qmu, NULL);
+    pthread_cond_init(&e->parkcv, NULL);
+    if (engine_open(e)) {
       e->refs = 1;
       g_engine = e;
       pthread_mutex_unlock(&g_lock);
       return e;
     }
+    pthread_cond_destroy(&e->parkcv);
     pthread_mutex_destroy(&e->qmu);
-  }
-  if (e) {
-    if (e->multi) curl_multi_cleanup(e->multi);
-    if (e->share) curl_share_cleanup(e->share);
-    if (e->ep >= 0) close(e->ep);
-    if (e->wfd >= 0) close(e->wfd);
   }
   free(e);
   pthread_mutex_unlock(&g_lock);
@@ -1561,7 +1768,7 @@ void lp_engine_release(lp_engine *e) {
   }
   g_engine = NULL;
   stop_worker(e);
-  curl_multi_cleanup(e->multi);
+  if (e->multi) curl_multi_cleanup(e->multi);
   if (e->share) curl_share_cleanup(e->share);
   free(e->socks);               /* after the multi closed its connections */
   while (e->peers) {
@@ -1569,8 +1776,14 @@ void lp_engine_release(lp_engine *e) {
     e->peers = p->next;
     free(p);
   }
-  close(e->ep);
-  close(e->wfd);
+  if (e->ep >= 0) close(e->ep);
+  if (e->wfd >= 0) close(e->wfd);
+  while (e->forsaken) {         /* a forked child's: the parents' handles stay */
+    struct lp_forsaken *f = e->forsaken;
+    e->forsaken = f->next;
+    free(f);
+  }
+  pthread_cond_destroy(&e->parkcv);
   pthread_mutex_destroy(&e->qmu);
   free(e);
   pthread_mutex_unlock(&g_lock);
@@ -1578,7 +1791,8 @@ void lp_engine_release(lp_engine *e) {
 
 void lp_engine_deadlines_changed(void) {
   pthread_mutex_lock(&g_lock);
-  if (g_engine) wake_worker(g_engine);
+  if (g_engine && atomic_load(&g_engine->revive)) revive_locked(g_engine);
+  if (g_engine && g_engine->wfd >= 0) wake_worker(g_engine);
   pthread_mutex_unlock(&g_lock);
 }
 

@@ -2,7 +2,8 @@
 -- (spec/host/stress_test.c), against the spec server, a rawserver that writes
 -- headers slowly and, when installed, nginx over HTTPS with HTTP/2: built with
 -- ASan+UBSan (build/stress_test) and with ThreadSanitizer (build-tsan/).
--- LONGPOLL_STRESS="<threads> <requests per thread>" sizes it (CI: 4 x 250);
+-- LONGPOLL_STRESS="<threads> <requests per thread> [forks]" sizes it (CI: 4 x 250,
+-- and 20 forks meanwhile in the ASan run, each child running requests of its own);
 -- bench/stress.sh runs the long form.
 local testserver = require "support.testserver"
 local rawserver = require "support.rawserver"
@@ -27,16 +28,18 @@ describe_c("the C engine under a storm of canceled requests", function()
     srv:stop()
   end)
 
-  local threads, requests = (os.getenv("LONGPOLL_STRESS") or ""):match("^(%d+) (%d+)$")
+  local threads, requests, forks = (os.getenv("LONGPOLL_STRESS") or ""):match("^(%d+) (%d+) ?(%d*)$")
   threads, requests = threads or "4", requests or "250"
+  forks = forks ~= "" and forks or "20"
 
-  local function storm(bin, left, env)
+  local function storm(bin, left, env, extra)
     local f = io.open(bin)
     assert.is_not_nil(f, bin .. " is not built (cmake -DLONGPOLL_HOST_TEST=ON)")
     f:close()
     local total = tonumber(threads) * tonumber(requests)
     local cmd = ("%s timeout %d %s %s --raw %s --threads %s --requests %s --seed %d --left %d"):format(
       env, 300 + math.floor(total / 10), bin, srv:url(""), raw:url(""), threads, requests, os.time() % 100000, left)
+      .. (extra or "")
     if ngx then cmd = cmd .. (" --h2 %s --cafile %s"):format(ngx:tlsurl(""), ngx.cafile) end
     local out, ok, _, code = proc.run(cmd)
     local log = os.getenv("LONGPOLL_STRESS_LOG")
@@ -54,13 +57,14 @@ describe_c("the C engine under a storm of canceled requests", function()
     return out
   end
 
-  it("gives every request a proper result, leaks nothing and ends with its descriptors (ASan+UBSan)", function()
+  it("gives every request a proper result, leaks nothing and ends with its descriptors, forks meanwhile included (ASan+UBSan)", function()
     local build = (os.getenv("LONGPOLL_HOST_TEST") or "build/host_test"):match("^(.*)/[^/]*$")
-    storm(build .. "/stress_test", 1, "ASAN_OPTIONS=detect_leaks=1")
+    storm(build .. "/stress_test", 1, "ASAN_OPTIONS=detect_leaks=1", " --forks " .. forks)
   end)
 
   local tsan = os.getenv("LONGPOLL_HOST_TEST_TSAN")
   local run_tsan = tsan and tsan ~= "" and it or pending
+  -- no forks: ThreadSanitizer does not support threads in a forked child
   run_tsan("is race-free under ThreadSanitizer", function()
     storm(tsan:gsub("host_test$", "stress_test"), 2, "TSAN_OPTIONS='halt_on_error=1 exitcode=66'")
   end)

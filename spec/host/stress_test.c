@@ -19,6 +19,9 @@
  *   --threads N      owner threads (4)       --requests N  per thread (250)
  *   --seed S         (1)                      --left N      threads expected at
  *                                                           the end (1; TSan: 2)
+ *   --forks N        a thread forks N times meanwhile; each child runs requests
+ *                    of its own on the engine it inherited (not under TSan,
+ *                    which does not support threads in a child of a fork)
  * prints "stress: ok <n> requests: <done> done, <failed> failed, <canceled>
  * canceled, <let go> let go", or the first improper result and exits 1.
  */
@@ -33,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,7 +80,7 @@ static const char *const c_names[C_COUNT] = {
 
 static const char *g_base, *g_raw, *g_h2, *g_cafile;
 static char g_localhost[256];         /* g_base with localhost for 127.0.0.1 */
-static int g_threads = 4, g_requests = 250, g_left = 1;
+static int g_threads = 4, g_requests = 250, g_left = 1, g_forks;
 static unsigned g_seed = 1;
 static lp_engine *g_e;
 static atomic_int g_failed;
@@ -420,6 +425,54 @@ static void *owner_main(void *arg) {
   return NULL;
 }
 
+/* in a forked child: three requests of its own, each with its own answer */
+static int child_requests(unsigned seed) {
+  int i;
+  for (i = 0; i < 3; i++) {
+    char path[64];
+    lp_req *r;
+    int ok;
+    snprintf(path, sizeof path, "/hold?ms=0&status=200&body=%u", seed + (unsigned)i);
+    r = make(g_base, path);
+    r->opts.timeout_ms = 20000;
+    snprintf(path, sizeof path, "%u", seed + (unsigned)i);
+    ok = lp_req_start(g_e, r) && lp_req_wait(r, 30.0) && lp_req_state(r) == LP_DONE &&
+         body_is(r, path, strlen(path));
+    lp_req_release(r);
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+/* forks while the owners run: each child must get a working engine */
+static void *forker_main(void *arg) {
+  unsigned seed = g_seed * 7919u + 1;
+  int i;
+  (void)arg;
+  for (i = 0; i < g_forks && !atomic_load(&g_failed); i++) {
+    pid_t pid;
+    int status = 0;
+    double end;
+    sleep_s((double)(5 + rnd(&seed, 46)) / 1000.0);
+    pid = fork();
+    if (pid == 0) _exit(child_requests(9000000u + (unsigned)i * 10u) ? 0 : 1);
+    if (pid < 0) {
+      fail("fork: %s", strerror(errno));
+      break;
+    }
+    end = now() + 60.0;
+    while (waitpid(pid, &status, WNOHANG) == 0 && now() < end) sleep_s(0.005);
+    if (now() >= end) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fail("a forked child hung");
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fail("a forked child failed (status %d)", status);
+    }
+  }
+  return NULL;
+}
+
 static int count_dir(const char *path) {
   int n = 0;
   struct dirent *d;
@@ -432,7 +485,7 @@ static int count_dir(const char *path) {
 }
 
 int main(int argc, char **argv) {
-  pthread_t *t, canceler;
+  pthread_t *t, canceler, forker;
   int fds0, fds1, thr1, i;
   const char *p;
   double t0;
@@ -446,6 +499,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--requests") == 0) g_requests = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--seed") == 0) g_seed = (unsigned)strtoul(argv[i + 1], NULL, 10);
     else if (strcmp(argv[i], "--left") == 0) g_left = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--forks") == 0) g_forks = atoi(argv[i + 1]);
     else return 2;
   }
   CHECK(g_threads > 0 && g_threads <= 64 && g_requests >= 0);
@@ -462,7 +516,9 @@ int main(int argc, char **argv) {
   CHECK(t);
   for (i = 0; i < g_threads; i++)
     CHECK(pthread_create(&t[i], NULL, owner_main, (void *)(uintptr_t)(i + 1)) == 0);
+  CHECK(pthread_create(&forker, NULL, forker_main, NULL) == 0);
   for (i = 0; i < g_threads; i++) pthread_join(t[i], NULL);
+  pthread_join(forker, NULL);
   pthread_mutex_lock(&g_jmu);
   g_jstop = 1;
   pthread_cond_signal(&g_jcv);
@@ -481,10 +537,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, " %s %ld/%ld/%ld", s_names[i], atomic_load(&g_by[i][0]),
             atomic_load(&g_by[i][1]), atomic_load(&g_by[i][2]));
   fprintf(stderr, "; cancels that ended a request: %ld\n", atomic_load(&g_cancel_wins));
-  printf("stress: ok %ld requests: %ld done, %ld failed, %ld canceled, %ld let go\n",
+  printf("stress: ok %ld requests: %ld done, %ld failed, %ld canceled, %ld let go; %d forks\n",
          atomic_load(&g_done) + atomic_load(&g_fail) + atomic_load(&g_canceled) +
            atomic_load(&g_letgo),
          atomic_load(&g_done), atomic_load(&g_fail), atomic_load(&g_canceled),
-         atomic_load(&g_letgo));
+         atomic_load(&g_letgo), g_forks);
   return 0;
 }
