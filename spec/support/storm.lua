@@ -44,15 +44,29 @@ end
 
 local server_port = tonumber(base:match(":(%d+)"))
 
--- descriptors (listed by ls: the pipe io.popen opens is one of ours while
--- it runs, the same in every measurement): connections to the server apart
--- from the others; threads; resident KB
+-- this process's descriptors as "fd target" pairs, read in process with luv
+-- (an `ls` through io.popen sometimes saw both ends of its own pipe, when it
+-- listed before the parent closed the write end: one descriptor "leaked")
+local uv = require "luv"
+local function fd_listing()
+  local out = {}
+  local dir = assert(uv.fs_scandir("/proc/" .. pid .. "/fd"))
+  while true do
+    local name = uv.fs_scandir_next(dir)
+    if not name then break end
+    local target = uv.fs_readlink("/proc/" .. pid .. "/fd/" .. name)
+    if target then out[#out + 1] = " " .. name .. " -> " .. target .. "\n" end
+  end
+  return table.concat(out)
+end
+
+-- descriptors (luv's scandir handle is one of ours while it reads, the same
+-- in every measurement): connections to the server apart from the others;
+-- threads; resident KB
 local function measure()
   collectgarbage("collect")
   collectgarbage("collect")
-  local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
-  local listing = p:read("*a")
-  p:close()
+  local listing = fd_listing()
   local conns, fds = conn_inodes(server_port), 0
   local m = { conns = 0, targets = {} }
   for fd, target in listing:gmatch(" (%d+) %-> ([^\n]+)") do
