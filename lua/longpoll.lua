@@ -67,6 +67,12 @@ local function suspend_until_ready(self, who, instead)
   end
 end
 
+-- longpoll._suspend(obj): await's wait without its results, for longpoll.subscription's
+-- next() (the poll on the wire, a stream's next message, a backoff context); not public
+function M._suspend(obj)
+  suspend_until_ready(obj, "longpoll.subscription:next", "messages")
+end
+
 function methods:await()
   suspend_until_ready(self, "longpoll.request:await", "run")
   return self:run()

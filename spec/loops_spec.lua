@@ -6,6 +6,8 @@ local proc = require "support.proc"
 local longpoll = require "longpoll"
 
 local LUA = require "support.lua"
+local next_threads = require "support.next_threads"
+local cjson = require "cjson"
 
 -- true when `lua` can load `module` (copas is packaged for Lua 5.1 only)
 local function loads(lua, module)
@@ -17,6 +19,21 @@ describe("event loops", function()
   local srv
   setup(function() srv = testserver.start() end)
   teardown(function() srv:stop() end)
+
+  -- spec/support/next_threads.lua's run: the subscription's waits (a 503's backoff of
+  -- 0.2 s, the poll on the wire) let the other thread run, and the cancel ends the held poll
+  local function next_channel()
+    local ch = "next-" .. tostring(longpoll.now()):gsub("%.", "")
+    srv:publish(ch, { "m1", "m2" })
+    srv:fail{ mode = "503", count = 1 }
+    return srv:url("/poll/" .. ch)
+  end
+  local function consumed(r, out)
+    assert.same({ "503 0.2" }, r.failures, out)
+    assert.same({ "m1", "m2", "canceled" }, r.got, out)
+    assert.is_true(r.backoff_ticks > 0, out)     -- the other thread ran during the backoff
+    assert.truthy(srv:wait_held(0, 5))
+  end
 
   local function example(script)
     local out, ok, how, code = proc.run(("LUA_PATH=%q LUA_CPATH=%q timeout 60 %s %s %s"):format(
@@ -71,6 +88,16 @@ describe("event loops", function()
       assert.truthy(srv:wait_held(0, 5))
     end)
 
+    it("sub:next() inside cq:wrap: the poll and the backoff wait go through the loop", function()
+      local cq = cqueues.new()
+      consumed(next_threads(next_channel(), {
+        spawn = function(f) cq:wrap(f) end,
+        sleep = cqueues.sleep,
+        run = function(seconds) assert(cq:loop(seconds)) end,
+        held = function() return srv:stats().held == 1 end,
+      }))
+    end)
+
     it("examples/cqueues.lua: three polls on one loop, one canceled", function()
       srv:reset()
       example("examples/cqueues.lua")
@@ -119,6 +146,13 @@ describe("event loops", function()
   end)
 
   local copas = loads(LUA, "copas") and it or pending
+  copas("sub:next() in copas threads (await_hook = copas.receive): the poll and the backoff wait", function()
+    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q timeout 60 %s spec/support/next_in_copas.lua %s"):format(
+      package.path, package.cpath, LUA, proc.shell_quote(next_channel())))
+    assert.is_true(ok, out)
+    consumed(cjson.decode(out:match("([^\n]*)\n?$")), out)
+  end)
+
   copas("examples/copas.lua: three polls awaited in copas threads, one canceled (copas: " .. LUA .. ")", function()
     srv:reset()
     example("examples/copas.lua")

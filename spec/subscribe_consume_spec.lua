@@ -130,7 +130,7 @@ describe("longpoll.subscribe consumption", function()
             local ok, what = coroutine.resume(co)
             assert(ok, what)
             if coroutine.status(co) == "suspended" then
-              -- next() yields the request on the wire (or seconds of a backoff)
+              -- next() yields the request on the wire (a backoff: a context)
               assert.equals("userdata", type(what))
               waiting[#waiting + 1] = what
             end
@@ -146,6 +146,32 @@ describe("longpoll.subscribe consumption", function()
       end
       assert.same(texts("a", 1, 8), got.co1)
       assert.same(texts("b", 1, 5), got.co2)
+    end)
+
+    it("a plain coroutine gets what req:await() yields: the request, a context for a backoff", function()
+      srv:publish("co5", { "m1" })
+      srv:fail{ mode = "503", count = 1 }
+      local sub = closing(since("co5", { backoff = { floor = 0.2, ceiling = 0.2 },
+        on_error = function() end }))
+      local co = coroutine.create(function() return sub:next() end)
+      local contexts, msg = 0, nil
+      for _ = 1, 1000 do
+        local ok, y = coroutine.resume(co)
+        assert(ok, y)
+        if coroutine.status(co) == "dead" then msg = y; break end
+        -- the request while a poll is on the wire (unless it answered at once)
+        local kind = tostring(y):match("^longpoll%.(%a+)")
+        if kind == "context" then
+          -- the backoff: it ends when that is over (its fd turns readable then)
+          contexts = contexts + 1
+          assert.is_true(y:deadline() - longpoll.now() <= 0.2)
+        else
+          assert.equals("request", kind)
+        end
+        assert.is_true(y:wait(5))
+      end
+      assert.equals(1, contexts)
+      assert.equals("m1", msg.data)
     end)
 
     it("raises outside a coroutine", function()

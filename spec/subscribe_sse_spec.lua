@@ -12,17 +12,25 @@ local function channel(prefix)
   return ("%s%d_%d"):format(prefix or "sse", os.time(), seq)
 end
 
--- a clock that advance(s) moves (no real wait)
-local function fake_clock()
-  local offset = 0
-  return function() return longpoll.now() + offset end, function(s) offset = offset + s end
+-- a clock and a backoff wait for the subscription that move time without waiting:
+-- clock = now + what sleep(s) passed; every wait asked for is recorded in waits
+local function fake_time()
+  local offset, waits = 0, {}
+  return {
+    clock = function() return longpoll.now() + offset end,
+    sleep = function(s)
+      waits[#waits + 1] = s
+      offset = offset + s
+    end,
+    waits = waits,
+  }
 end
 
--- next() in a coroutine until n events (bounded: 2000 resumptions): the waits it yields
--- (backoff, the server's retry) are recorded and passed with advance(s); a yielded stream
--- is waited for up to 50 ms. Returns the events, the waits and the error that stopped it
-local function drive(sub, n, advance)
-  local got, waits = {}, {}
+-- next() in a coroutine until n events (bounded: 2000 resumptions); the subscription's
+-- waits are those of fake_time (next() calls its sleep), a yielded stream is waited for up
+-- to 50 ms. Returns the events and the error that stopped it
+local function drive(sub, n)
+  local got = {}
   local co = coroutine.create(function()
     while #got < n do
       local ev, err = sub:next()
@@ -33,15 +41,10 @@ local function drive(sub, n, advance)
   for _ = 1, 2000 do
     local ok, y = coroutine.resume(co)
     assert(ok, y)
-    if coroutine.status(co) == "dead" then return got, waits, y end
-    if type(y) == "number" then
-      waits[#waits + 1] = y
-      advance(y)
-    else
-      longpoll.wait_any({ y }, 0.05)
-    end
+    if coroutine.status(co) == "dead" then return got, y end
+    longpoll.wait_any({ y }, 0.05)
   end
-  return got, waits
+  return got
 end
 
 -- poll() until n events were handed out or 10 s passed: the events
@@ -66,10 +69,10 @@ describe("subscribe with cursor 'sse'", function()
   it("reconnects with Last-Event-ID: nothing lost or repeated, the server's retry honoured", function()
     local ch = channel()
     for i = 1, 10 do srv:publish(ch, "m" .. i) end
-    local clock, advance = fake_clock()
+    local time = fake_time()
     local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch .. "?close_after=3&retry=250"),
-      cursor = "sse", clock = clock }
-    local evs, sleeps = drive(sub, 10, advance)
+      cursor = "sse", clock = time.clock, sleep = time.sleep }
+    local evs, sleeps = drive(sub, 10), time.waits
     local got = {}
     for i, ev in ipairs(evs) do
       got[i] = ev.data
@@ -117,8 +120,8 @@ describe("subscribe with cursor 'sse'", function()
       assert.is_true(ok, y)
       if coroutine.status(co) == "dead" then result = y; break end
       yields = yields + 1
-      if type(y) == "number" then
-        longpoll.sleep(y)                  -- a backoff or pacing wait
+      if y.next == nil then
+        assert.is_true(y:wait(5))          -- a context that ends with a backoff or pacing wait
       else
         assert.is_true(y.next ~= nil)      -- the stream request
         if not published and srv:stats().held == 1 then
@@ -137,12 +140,12 @@ describe("subscribe with cursor 'sse'", function()
     local ch = channel()
     for i = 1, 4 do srv:publish(ch, "m" .. i) end
     srv:fail{ mode = "503", count = 2 }
-    local clock, advance = fake_clock()
+    local time = fake_time()
     local errors = {}
     local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch), cursor = "sse", resume = "2",
-      clock = clock, backoff = { floor = 0.5, ceiling = 4 },
+      clock = time.clock, sleep = time.sleep, backoff = { floor = 0.5, ceiling = 4 },
       on_error = function(err) errors[#errors + 1] = err.status end }
-    local evs, sleeps = drive(sub, 2, advance)
+    local evs, sleeps = drive(sub, 2), time.waits
     local got = {}
     for i, ev in ipairs(evs) do got[i] = ev.data end
     assert.same({ "m3", "m4" }, got)

@@ -294,29 +294,30 @@ function Sub:_hand_out()
   return e[1], true
 end
 
--- Every wait of a blocking consumer (messages(), run()): until the poll req finishes, or
--- `seconds` of backoff pass. The one place a wait blocks the thread: both waits end at
--- once when the subscription's context ends (the poll runs under it), from any thread;
--- only a `sleep` of the user's own is not interrupted.
-local function block(self, req, seconds)
+-- Every wait of a subscription: until the poll req is ready (finished; a stream: a message
+-- queued), or `seconds` of backoff passed. In next() (`suspend`) the calling coroutine waits
+-- as req:await() and ctx:await() wait (longpoll.await_hook, cqueues, or else it yields the
+-- request, or a context that ends with the backoff); in messages() and run() this OS
+-- thread blocks. Every wait ends at once when the subscription's context ends (the poll
+-- and the backoff context are under it), from any thread; only a `sleep` of the user's
+-- own replaces the backoff wait and is not interrupted.
+local function block(self, req, seconds, suspend)
   if req then
-    req:wait()
+    if suspend then longpoll._suspend(req) else req:wait() end
   elseif self._sleep then
     self._sleep(seconds)
+  elseif suspend then
+    local backoff = self._ctx:context{ timeout = seconds }
+    backoff:await()
+    backoff:cancel()
   else
     self._ctx:wait(seconds)
   end
 end
 
--- The coroutine consumer's wait (next()): yields the request (as req:await() does) or the
--- seconds of backoff left.
-local function yield(_, req, seconds)
-  coroutine.yield(req or seconds)
-end
-
--- The next message, or nil, err once the subscription stopped; waits with wait(self,
--- req, seconds).
-function Sub:_next(wait)
+-- The next message, or nil, err once the subscription stopped; waits with block(), in the
+-- calling coroutine when `suspend`.
+function Sub:_next(suspend)
   self:start()
   for _ = 1, math.huge do
     over(self)
@@ -330,9 +331,9 @@ function Sub:_next(wait)
     if self:pending() == 0 and not stopped(self) then
       local left = math.max(0, self._not_before - self._clock())
       if self._req then
-        wait(self, self._req)
+        block(self, self._req, nil, suspend)
       elseif left > 0 then
-        wait(self, nil, left)
+        block(self, nil, left, suspend)
       end
     end
   end
@@ -360,13 +361,13 @@ function Sub:next()
   if not compat.isyieldable() then
     error("longpoll.subscribe: next() is not inside a coroutine (use messages() or poll())", 2)
   end
-  return self:_next(yield)
+  return self:_next(true)
 end
 
 -- Like io.lines: the loop ends quietly at cancel(), and raises the error of a failure.
 function Sub:messages()
   return function()
-    local msg, err = self:_next(block)
+    local msg, err = self:_next(false)
     if msg == nil and err.kind ~= "canceled" then error(err, 0) end
     return msg
   end
@@ -374,7 +375,7 @@ end
 
 function Sub:run()
   for _ = 1, math.huge do
-    local msg, err = self:_next(block)
+    local msg, err = self:_next(false)
     if msg == nil then return nil, err end
   end
 end
