@@ -5,7 +5,7 @@ local longpoll = require "longpoll"
 local testserver = require "support.testserver"
 
 local subs = require "support.subs"
-local proc = require "support.proc"
+local uv = require "luv"
 local closing = subs.closing
 local eventually = subs.eventually
 
@@ -114,14 +114,19 @@ describe("longpoll.subscribe with etcd's v2 watch", function()
         assert(longpoll.now() < deadline, "no change within 10 s")
         return longpoll.now()
       end }))
-    -- the change is made by a child process after a few holds passed (this thread blocks)
-    -- (curl without the ASan run's LD_PRELOAD of libasan: the curl tool hangs under it)
-    local cmd = ("(sleep 1; env -u LD_PRELOAD curl -s -X PUT %s) >/dev/null 2>&1 & echo $!"):format(
-      proc.shell_quote(srv:url("/v2/keys/c?value=v1")))
-    local p = assert(io.popen(cmd))
-    local pid = tonumber(p:read("*l"))
-    p:close()
-    finally(function() if proc.alive(pid) then os.execute("kill " .. pid) end end)
+    -- the change is made after a few holds passed, while this thread blocks: by another OS
+    -- thread (a Lua state of its own, by luv), with LuaSocket as the spec server's control
+    -- requests are made (no child process: under scripts/asan.sh it would inherit the
+    -- preload of libasan, under which the curl tool hangs)
+    local t = uv.new_thread(function(path, cpath, url)
+      package.path, package.cpath = path, cpath
+      local socket, http = require "socket", require "socket.http"
+      socket.sleep(1)
+      http.TIMEOUT = 5
+      local ok, status = http.request{ url = url, method = "PUT" }
+      assert(ok and (status == 200 or status == 201), "the PUT failed: " .. tostring(status))
+    end, package.path, package.cpath, srv:url("/v2/keys/c?value=v1"))
+    finally(function() t:join() end)
     local ev = sub:messages()()
     assert.equals("v1", ev.node.value)
     assert.is_true(srv:stats().hits["/v2/keys/c"] >= 3)   -- polls that reached the hold
