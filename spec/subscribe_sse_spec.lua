@@ -174,7 +174,12 @@ describe("subscribe with cursor 'sse'", function()
     local url = srv:url("/sse/x")
     assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", stream = "ndjson" } end,
       'longpoll.subscribe: option \'stream\' must be "sse" with cursor "sse"')
-    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", timeout = 5 } end)
+    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", timeout = 5 } end,
+      'longpoll.subscribe: option \'timeout\' would end the stream: not with cursor "sse"')
+    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", hold = 5 } end,
+      'longpoll.subscribe: option \'hold\' would end the stream: not with cursor "sse"')
+    assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", messages = "data" } end,
+      'longpoll.subscribe: option \'messages\' is not used by cursor "sse": each event is a message')
     assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", resume = 5 } end)
   end)
 end)

@@ -251,17 +251,18 @@ function M.from_function(fn)
   }
 end
 
--- The strategy a `cursor` option names, and that name ("function" for a function); nil
--- when it names none.
 -- Server-Sent Events: one stream request stays open and each event is a message; when the
 -- stream ends it is opened again with the last event id as Last-Event-ID, after the
 -- server's `retry` (longpoll.subscription). The cursor is that id (a string).
 strategies.sse = {
   options = {},
   stream = "sse",
-  setup = function(_, o)
+  setup = function(cfg, o)
     if o.stream ~= nil and o.stream ~= "sse" then return "stream", "must be \"sse\" with cursor \"sse\"" end
-    if o.timeout ~= nil then return "timeout", "would end the stream: not with cursor \"sse\"" end
+    if cfg.locate ~= nil then return "messages", "is not used by cursor \"sse\": each event is a message" end
+    -- `hold` is the request's timeout
+    local bound = cfg.hold and "hold" or o.timeout ~= nil and "timeout"
+    if bound then return bound, "would end the stream: not with cursor \"sse\"" end
   end,
   check = function(_, c)
     if type(c) ~= "string" then return nil, "must be a cursor of \"sse\": the last event id (a string)" end
@@ -289,6 +290,8 @@ strategies.sse = {
   end,
 }
 
+-- The strategy a `cursor` option names, and that name ("function" for a function); nil
+-- when it names none.
 function M.strategy(cursor)
   if type(cursor) == "function" then return M.from_function(cursor), "function" end
   if type(cursor) == "string" and strategies[cursor] then return strategies[cursor], cursor end
