@@ -542,7 +542,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   /* a status line begins a new response (after a redirect or a 1xx): only
      the first line of a header block before any body byte can be one */
-  if (r->head_at_start && r->body.len == 0 && len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+  if (r->head_at_start && r->body.len == 0 && !r->stream_off && len >= 5 &&
+      memcmp(p, "HTTP/", 5) == 0)
     r->head.len = 0;
   r->head_at_start = len >= 1 && len <= 2 && (p[0] == '\r' || p[0] == '\n');
   if (r->head.len + len > LP_HEAD_MAX) {
