@@ -59,6 +59,32 @@ describe("a cancel with a child process running", function()
   end)
 end)
 
+-- #7.8: in a cancel storm libcurl tells the engine to stop watching sockets it
+-- already closed (epoll_ctl DEL gave EBADF), and socket numbers come back for
+-- new connections at once: every request must still end, every connection close
+describe("a cancel storm", function()
+  local srv
+  setup(function() srv = testserver.start() end)
+  teardown(function() srv:stop() end)
+
+  it("300 requests canceled at random moments all end, and the server holds none", function()
+    local rng = 12345
+    local function random(n) rng = (rng * 1103515245 + 12345) % 2147483648 return rng % n end
+    local reqs = {}
+    for i = 1, 300 do
+      reqs[i] = longpoll.request{ url = srv:url(random(4) == 0 and "/json" or "/hold") }:start()
+      local j = random(i) + 1           -- cancel an earlier one, at once or a little later
+      if random(3) == 0 then reqs[j]:wait(0.001) end
+      reqs[j]:cancel()
+    end
+    for i = 1, 300 do reqs[i]:cancel() end
+    for i = 1, 300 do assert.is_true(reqs[i]:wait(5), "request " .. i) end
+    assert.truthy(srv:wait_held(0, 10))
+    local value = longpoll.request{ url = srv:url("/json"), timeout = 10 }:run()
+    assert.is_true(value.ok)
+  end)
+end)
+
 -- #7.6: over HTTP/2 libcurl 7.88.1 queues the RST_STREAM of a removed
 -- transfer in a buffer that only the connection's next send flushes
 local describe_nchan = nchan.available() and describe or pending
