@@ -178,4 +178,5 @@ table.sort(kinds)
 srv:stop()
 io.write(("fuzz: %d cases (seed %d, from %d), %d failed, %.1f s, results: %s\n"):format(
   opt.cases, opt.seed, opt.start, failed, longpoll.now() - t0, table.concat(kinds, " ")))
+io.stdout:flush() -- a leak report at exit ends the process without flushing
 os.exit(failed == 0 and 0 or 1, true)
