@@ -9,9 +9,10 @@
 # with -fno-sanitize-recover) and fails the run, with its report printed. Leaks:
 # only the spec process checks them (processes it starts do not: interpreters,
 # nginx and the fixtures exit without freeing, see spec/support/sanitize_helper.lua),
-# and a leak report counts only when a stack passes through the module; what
-# the interpreter or busted keep at exit is not the module's (their number is
-# printed). Not run here: server_spec (tests the Lua test server, as in the
+# and a leak report counts only when a stack passes through the module (not
+# when libcurl allocated it while handling socket events: see module_leaks);
+# what the interpreter or busted keep at exit is not the module's (their number
+# is printed). Not run here: server_spec (tests the Lua test server, as in the
 # valgrind run), stream_parser_spec (a libFuzzer binary with clang's own ASan
 # runtime) and the RSS-based "memory stays flat" check (ASan's allocator).
 # Appends "passed failed" lines to $LONGPOLL_COUNTS, as busted does.
@@ -56,18 +57,36 @@ echo "asan: the fuzzer took $((SECONDS - fuzz_start)) s"
 
 # what the sanitizers wrote: every memory or UB error fails; a leak only when
 # its report passes through the module
+# Leak blocks (one "Direct/Indirect leak of" paragraph each) that count: those
+# whose stack passes through the module, except memory libcurl itself allocated
+# while handling socket events (its first frame is libcurl's, and the module
+# frame is socket_action): that is libcurl's to free, never the module's; a
+# leaked handle shows as its own block from make_easy or the engine's start.
+# libcurl 7.88.1 leaks such a block about once per 100,000 hostile responses
+# in its chunked decoder (notes/engine.md); it is printed, not failed.
+module_leaks() {  # prints the blocks of file $1 that count
+  awk 'function flush() { if (blk != "" && mod && !curl_own) printf "%s", blk; blk = ""; mod = 0; curl_own = 0; n = 0 }
+       /^(Direct|Indirect) leak of/ { flush(); blk = $0 "\n"; inblk = 1; next }
+       /^SUMMARY|^$/ { if (inblk) { flush(); inblk = 0 } next }
+       inblk { blk = blk $0 "\n"; n++
+               if (n == 2 && /libcurl\.so/) curl_own = 1
+               if (/core\.so|lp_engine\.c|lp_stream\.c|longpoll\.c/) { mod = 1; if (!/socket_action|worker_main/) curl_own = 0 } }
+       END { flush() }' "$1"
+}
 ignored=0
 for f in "$logs"/asan.* "$logs"/ubsan.*; do
   [ -e "$f" ] || continue
   if grep -q "LeakSanitizer" "$f" && ! grep -q "ERROR: AddressSanitizer\|runtime error" "$f"; then
-    if grep -qE "core\.so|lp_engine\.c|lp_stream\.c|longpoll\.c" "$f"; then
-      cat "$f"; fail "a leak through the module ($(basename "$f"))"; rc=1
+    blocks=$(module_leaks "$f")
+    if [ -n "$blocks" ]; then
+      printf '%s\n' "$blocks"; fail "a leak through the module ($(basename "$f"))"; rc=1
     else
+      if grep -q "socket_action" "$f"; then echo "asan: libcurl's own leak while handling events:"; grep -A3 "leak of" "$f"; fi
       ignored=$((ignored + 1))
     fi
   else
     cat "$f"; fail "a sanitizer report ($(basename "$f"))"; rc=1
   fi
 done
-echo "asan: $ignored leak report(s) outside the module ignored; $((SECONDS - start)) s in all"
+echo "asan: $ignored leak report(s) not the module's ignored; $((SECONDS - start)) s in all"
 exit $rc
