@@ -189,6 +189,34 @@ describe("a hostile server", function()
     end)
   end)
 
+  describe("subscriptions", function()
+    -- found by spec/libfuzzer/cursor_fuzz.c: a "since" id of another JSON
+    -- type became the cursor as is (one its own check refuses), and the next
+    -- poll sent it as "since=table: 0x..."
+    for what, id in pairs{ ["an object"] = '{"a":1}', ["a boolean"] = "true", ["an array"] = "[1]" } do
+      it("a message id that is " .. what .. " stops a \"since\" subscription as decode, never sent back", function()
+        local srv = rawserver.start{ steps = { "request",
+          { send = response('[{"id":' .. id .. ',"data":"x"}]', "Content-Type: application/json\r\n") },
+          "again" } }
+        local sub = longpoll.subscribe{ url = srv:url("/poll"), cursor = "since",
+          backoff = { floor = 0.01, ceiling = 0.05 } }
+        local got, err
+        for _ = 1, 500 do
+          got, err = sub:poll()
+          if got == nil or #got > 0 then break end
+          longpoll.sleep(0.01)
+        end
+        sub:cancel()
+        local lines = srv:requests()
+        srv:stop()
+        assert.is_nil(got)
+        assert.equals("decode", err.kind)
+        assert.is_true(#lines >= 1)
+        for _, r in ipairs(lines) do assert.is_nil(r.line:find("since=", 1, true), r.line) end
+      end)
+    end
+  end)
+
   describe("connections and names", function()
     it("that accepts and never answers ends at the timeout", function()
       local v, err = against({ "request", "hold" }, { timeout = 0.5 })

@@ -183,6 +183,11 @@ strategies.since = {
   advance = function(cfg, c, list)
     -- numeric ids not above the one sent were seen already
     return per_message(cfg, c, list, function(_, last, id)
+      -- sent back as is: a string or a number, nothing else (a table would
+      -- go out as "table: 0x...", and check() refuses it as a resume point)
+      if type(id) ~= "string" and type(id) ~= "number" then
+        return nil, ("'%s' is not a string or number"):format(cfg.id_field)
+      end
       local n, l = tonumber(id), tonumber(last)
       if not (n and l and n <= l) then return id end
     end)
