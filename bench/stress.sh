@@ -6,6 +6,7 @@
 #            ThreadSanitizer (no forks there)
 #   storm    spec/storm_spec.lua: the Lua storm, BENCH_STORM requests (100000) on
 #            each Lua of BENCH_LUA ("lua5.4"; e.g. "lua5.1 luajit lua5.3 lua5.4")
+#   fuzz     spec/libfuzzer_spec.lua: each libFuzzer target for BENCH_FUZZ_SECONDS (1200)
 # Needs the builds of scripts/setup.sh (build/, build-tsan/, lua_modules/). Output:
 # the specs' lines, and the figures of each run in bench/out/stress.txt.
 set -euo pipefail
@@ -27,7 +28,9 @@ for what in ${@:-engine storm}; do
         LONGPOLL_TREE=$tree LONGPOLL_LUA=$lua LONGPOLL_STORM=${BENCH_STORM:-100000} \
           busted --lua="$lua" -o utfTerminal spec/storm_spec.lua
       done ;;
-    *) echo "usage: bench/stress.sh [engine] [storm]" >&2; exit 2 ;;
+    fuzz)
+      LONGPOLL_FUZZ_SECONDS=${BENCH_FUZZ_SECONDS:-1200} busted --lua=lua5.4 -o utfTerminal spec/libfuzzer_spec.lua ;;
+    *) echo "usage: bench/stress.sh [engine] [storm] [fuzz]" >&2; exit 2 ;;
   esac
 done
 cat "$out"

@@ -71,6 +71,6 @@ case " $versions " in
       -DCMAKE_C_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
       -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" ;;
 esac
-echo "== the stream parser's fuzzer, with clang (build-fuzz/stream_fuzz)"
-CC=clang cmake -S . -B build-fuzz -DLONGPOLL_STREAM_FUZZ=ON >/dev/null
-cmake --build build-fuzz --target stream_fuzz >/dev/null
+echo "== the libFuzzer targets, with clang (build-fuzz/: stream, options, headers, cursor)"
+CC=clang cmake -S . -B build-fuzz -DLONGPOLL_STREAM_FUZZ=ON -DLONGPOLL_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j2 --target stream_fuzz options_fuzz headers_fuzz cursor_fuzz >/dev/null
