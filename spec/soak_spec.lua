@@ -10,7 +10,8 @@ describe("a soak against a server that restarts, drops and stalls", function()
   it("delivers every published message once, in order, with RSS flat", function()
     local seconds = tonumber(os.getenv("LONGPOLL_SOAK") or "") or 60
     local every = seconds >= 600 and "20 120" or "3 10"
-    local out, ok = proc.run(("LUA_PATH=%s LUA_CPATH=%s timeout %d lua5.4 bench/lua/soak_run.lua %s %d %s"):format(
+    -- the driver is lua5.4 with its own paths; the client (the Lua under test) gets ours
+    local out, ok = proc.run(("LONGPOLL_SOAK_PATH=%s LONGPOLL_SOAK_CPATH=%s timeout %d lua5.4 bench/lua/soak_run.lua %s %d %s"):format(
       proc.shell_quote(package.path), proc.shell_quote(package.cpath), seconds + 600, LUA, seconds, every))
     local log = os.getenv("LONGPOLL_STRESS_LOG")
     if log then

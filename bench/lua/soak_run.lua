@@ -6,7 +6,9 @@
 --
 --   lua5.4 bench/lua/soak_run.lua <client lua> <seconds> [restart every min max (s)]
 --
--- LUA_PATH/LUA_CPATH are passed on to the client. Prints the client's line,
+-- The client gets LONGPOLL_SOAK_PATH/LONGPOLL_SOAK_CPATH (else LUA_PATH/LUA_CPATH)
+-- as its LUA_PATH/LUA_CPATH: the paths of the Lua under test, which this
+-- lua5.4 driver must not load itself (luv for 5.1 in lua5.4). Prints the client's line,
 -- then "soak: <n> restarts; server events: ..."; exit 0 when the client said ok.
 local uv = require "luv"
 local socket = require "socket"
@@ -74,7 +76,8 @@ end
 
 start_server()
 local p = assert(io.popen(("LUA_PATH=%s LUA_CPATH=%s %s %s %s %d %s >%s 2>&1 & echo $!"):format(
-  q(os.getenv("LUA_PATH") or ""), q(os.getenv("LUA_CPATH") or ""), lua, q(HERE .. "/soak.lua"),
+  q(os.getenv("LONGPOLL_SOAK_PATH") or os.getenv("LUA_PATH") or ""),
+  q(os.getenv("LONGPOLL_SOAK_CPATH") or os.getenv("LUA_CPATH") or ""), lua, q(HERE .. "/soak.lua"),
   base, seconds, CHANNELS, q(dir .. "/client.out"))))
 local client_pid = tonumber(p:read("*a"))
 p:close()
