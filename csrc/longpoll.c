@@ -271,7 +271,7 @@ typedef struct lspec {
   unsigned present;             /* bit k: option k was given */
   lstr url, method, body, cainfo, user_agent, user, password;
   int headers;                  /* stack index of the headers table, 0: none */
-  int has_ctype, has_authz, json_body, decode, follow_redirects, verify, fresh_connect;
+  int has_ctype, has_authz, has_ua, json_body, decode, follow_redirects, verify, fresh_connect;
   long timeout_ms, connect_timeout_ms, http_version, httpauth;
   curl_off_t max_body;
   int stream;                   /* -1: the body whole, else an lp_stream_format */
@@ -419,7 +419,7 @@ static const char *number_text(lua_State *L, int i, char *buf, size_t size, size
 }
 
 /* check the header at the top of the stack (name at -2, value at -1), put
-   its value's text in *v; sets sp->has_ctype and sp->has_authz */
+   its value's text in *v; sets sp->has_ctype, has_authz and has_ua */
 static void check_header(lua_State *L, lspec *sp, lstr *v, char *numbuf, size_t numsize) {
   size_t nlen;
   const char *name;
@@ -443,6 +443,7 @@ static void check_header(lua_State *L, lspec *sp, lstr *v, char *numbuf, size_t 
   }
   if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) sp->has_ctype = 1;
   if (nlen == 13 && strncasecmp(name, "authorization", 13) == 0) sp->has_authz = 1;
+  if (nlen == 10 && strncasecmp(name, "user-agent", 10) == 0) sp->has_ua = 1;
 }
 
 /* the headers table, checked; with r, also appended to r's header list */
@@ -805,20 +806,29 @@ static int request_new(lua_State *L) {
   lp_setuv(L, -2, UV_GUARD);
   lua_pushvalue(L, ctx_index);
   lp_setuv(L, -2, UV_CTX);
-  if (!(r = lp_req_new())) out_of_memory(L);
+  if (!(r = lp_req_new(sp.url.s, sp.url.len))) out_of_memory(L);
   q->r = r;
   q->ctx = c;
   q->decode = sp.decode;
   link_request(c, q);
-  r->opts.url = copy_lstr(L, sp.url);
   r->opts.method = sp.method.s == lp_get || sp.method.s == lp_post
                    ? sp.method.s : copy_lstr(L, sp.method);
   if (sp.headers) opt_headers(L, c, sp.headers, &sp, r);
+  if (sp.body.s || sp.cainfo.s || sp.user.s) {  /* what few requests have */
+    lp_extra *x = lp_opts_extra(&r->opts);
+    if (!x) out_of_memory(L);
+    x->body = copy_lstr(L, sp.body);
+    x->body_len = sp.body.len;
+    x->cainfo = copy_lstr(L, sp.cainfo);
+    if (sp.user.s) {
+      x->username = copy_lstr(L, sp.user);
+      x->password = copy_lstr(L, sp.password);
+      x->httpauth = sp.httpauth;
+    }
+  }
   if (sp.body.s) {
     const char *ct = sp.json_body ? LP_JSON_BODY_TYPE : LP_DEFAULT_BODY_TYPE;
     struct curl_slist *l;
-    r->opts.body = copy_lstr(L, sp.body);
-    r->opts.body_len = sp.body.len;
     if (!sp.has_ctype) {
       if (!(l = curl_slist_append(r->opts.headers, ct))) out_of_memory(L);
       r->opts.headers = l;
@@ -827,21 +837,18 @@ static int request_new(lua_State *L) {
   r->opts.timeout_ms = sp.timeout_ms;
   r->opts.connect_timeout_ms = sp.connect_timeout_ms;
   r->opts.max_body = sp.max_body;
-  r->opts.http_version = sp.http_version;
+  r->opts.http_version = (unsigned char)sp.http_version;
   r->opts.fresh_connect = sp.fresh_connect;
   r->opts.follow_redirects = sp.follow_redirects;
   r->opts.verify = sp.verify;
-  r->opts.cainfo = copy_lstr(L, sp.cainfo);
   r->opts.user_agent = sp.user_agent.s == lp_default_user_agent
                        ? sp.user_agent.s : copy_lstr(L, sp.user_agent);
-  r->opts.stream = sp.stream;
-  r->opts.max_message = sp.max_message;
-  r->opts.max_queued = sp.max_queued;
-  if (sp.user.s) {
-    r->opts.username = copy_lstr(L, sp.user);
-    r->opts.password = copy_lstr(L, sp.password);
-    r->opts.httpauth = sp.httpauth;
-  }
+  if (sp.stream >= 0 && !lp_req_stream(r, sp.stream, sp.max_message, sp.max_queued))
+    out_of_memory(L);
+  /* the default user agent goes as a shared header (lp_default_headers),
+     unless the caller's headers name one */
+  if (r->opts.user_agent == lp_default_user_agent && !sp.has_ua)
+    lp_headers_finish(&r->opts.headers);
   if (sp.scope) lp_scope_add(sp.scope, r);   /* last: it may end r at once */
   return 1;
 }
@@ -933,30 +940,32 @@ static int response_index(lua_State *L) {
    version byte, then the raw header block) until one of them is read: the
    table is made with room for the 4 fields every response has */
 static void push_response(lua_State *L, lreq *q, int body) {
+  static const lp_result none;
   lp_req *r = q->r;
+  const lp_result *res = r->res ? r->res : &none;
   lctx *c = q->ctx;
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, r->status);
+  lua_pushinteger(L, res->status);
   set_cached(L, C_STATUS);
   lua_pushvalue(L, body);
   set_cached(L, C_BODY);
-  push_url(L, r->effective_url ? r->effective_url : r->opts.url);
+  push_url(L, res->effective_url ? res->effective_url : r->opts.url);
   set_cached(L, C_URL);
-  lua_pushnumber(L, r->elapsed);
+  lua_pushnumber(L, res->elapsed);
   set_cached(L, C_ELAPSED);
-  if (r->retry_after >= 0) {
-    lua_pushinteger(L, (lua_Integer)r->retry_after);
+  if (r->res && res->retry_after >= 0) {
+    lua_pushinteger(L, (lua_Integer)res->retry_after);
     set_cached(L, C_RETRY_AFTER);
   }
   lua_rawgeti(L, cache_index, C_RESPONSE_MT);
   lua_setmetatable(L, -2);
-  if (!reserve(c, r->head.len + 1)) out_of_memory(L);
-  c->buf[0] = r->http_version == CURL_HTTP_VERSION_2_0 ? '1'
-              : r->http_version == CURL_HTTP_VERSION_1_0 ? '2' : '0';
-  if (r->head.len) memcpy(c->buf + 1, r->head.data, r->head.len);
+  if (!reserve(c, res->head.len + 1)) out_of_memory(L);
+  c->buf[0] = res->http_version == CURL_HTTP_VERSION_2_0 ? '1'
+              : res->http_version == CURL_HTTP_VERSION_1_0 ? '2' : '0';
+  if (res->head.len) memcpy(c->buf + 1, res->head.data, res->head.len);
   lua_rawgeti(L, cache_index, C_HEADS);
   lua_pushvalue(L, -2);
-  lua_pushlstring(L, c->buf, r->head.len + 1);
+  lua_pushlstring(L, c->buf, res->head.len + 1);
   lua_rawset(L, -3);
   lua_pop(L, 1);
 }
@@ -1036,7 +1045,7 @@ static int decode_json(lua_State *L, int i, const char *p, size_t n) {
 static void push_value(lua_State *L, int i, lreq *q, int body) {
   size_t len;
   const char *b = lua_tolstring(L, body, &len), *e = b + len, *p = b;
-  int text_ok = q->decode == DECODE_AUTO && !q->r->json_type;  /* may stay text */
+  int text_ok = q->decode == DECODE_AUTO && !q->r->res->json_type;  /* may stay text */
   if (q->decode == DECODE_NONE) {
     lua_pushvalue(L, body);
     return;
@@ -1072,9 +1081,19 @@ static lp_state shown(const lp_req *r, lp_state s) {
 
 /* push the results of request `i` (2 values) and return 2, or return 0 when
    it has not finished; results are built once, then served from the cache */
+/* the status of r's response, 0 when none arrived */
+static long status_of(const lp_req *r) { return r->res ? r->res->status : 0; }
+
+/* the message of r's failure: its own, or what its CURLcode says */
+static const char *message_of(const lp_req *r) {
+  if (r->msg && r->msg[0]) return r->msg;
+  return r->curl_code != CURLE_OK ? curl_easy_strerror(r->curl_code) : "out of memory";
+}
+
 static int push_results(lua_State *L, int i, lreq *q) {
   lp_req *r = q->r;
   lp_state s;
+  long status;
   int base;
   if (q->settled) {
     lp_getuv(L, i, UV_VALUE);
@@ -1083,27 +1102,28 @@ static int push_results(lua_State *L, int i, lreq *q) {
   }
   s = lp_req_state(r);
   if (!lp_state_finished(s)) return 0;
+  status = status_of(r);
   base = lua_gettop(L);         /* + 1 body, + 2 response, when one arrived */
-  if (s != LP_CANCELED && r->status > 0) {
-    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+  if (s != LP_CANCELED && status > 0) {
+    lua_pushlstring(L, r->res->body.data ? r->res->body.data : "", r->res->body.len);
     push_response(L, q, base + 1);
   }
   if (s == LP_CANCELED) {
     lua_pushnil(L);
-    push_error(L, r->why, r->why_text, r, 0);   /* canceled, or its scope's */
-  } else if (s == LP_DONE && r->status > 0) {
+    push_error(L, (lp_kind)r->why, lp_req_why_text(r), r, 0);  /* canceled, or its scope's */
+  } else if (s == LP_DONE && status > 0) {
     push_value(L, i, q, base + 1);  /* value, or nil + error */
   } else {
     lua_pushnil(L);
-    push_error(L, r->kind, r->errbuf, r, 0);
+    push_error(L, r->kind, message_of(r), r, 0);
     if (r->curl_code != CURLE_OK) {
       lua_pushinteger(L, r->curl_code);
       lua_setfield(L, -2, "curl_code");
     }
   }
   if (lua_isnil(L, -2)) {       /* nil, err: attach the response */
-    if (r->status > 0 && s != LP_CANCELED) {
-      lua_pushinteger(L, r->status);
+    if (status > 0 && s != LP_CANCELED) {
+      lua_pushinteger(L, status);
       lua_setfield(L, -2, "status");
       lua_pushvalue(L, base + 2);
       lua_setfield(L, -2, "response");
@@ -1142,7 +1162,7 @@ static int request_start(lua_State *L) {
   return 1;
 }
 
-static int is_stream(const lreq *q) { return q->r->opts.stream >= 0; }
+static int is_stream(const lreq *q) { return q->r->st != NULL; }
 
 /* req:run() -> results; blocks this OS thread until the request finishes */
 static int request_run(lua_State *L) {
@@ -1246,7 +1266,7 @@ enum { MSG_RAW, MSG_JSON, MSG_SNIFF };
    "json" decodes every one (SSE: its data); "auto" decodes NDJSON and JSON
    text sequences, SSE data that looks like JSON and parses, and keeps lines */
 static int msg_mode(const lreq *q) {
-  int f = q->r->opts.stream;
+  int f = q->r->st->format;
   if (q->decode == DECODE_NONE) return MSG_RAW;
   if (q->decode == DECODE_JSON || f == LP_STREAM_NDJSON || f == LP_STREAM_JSON_SEQ)
     return MSG_JSON;
@@ -1438,11 +1458,11 @@ static int request_progress(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)atomic_load(&r->tx));
   lua_setfield(L, -2, "sent");
   if (is_stream(q)) {
-    lua_pushinteger(L, (lua_Integer)atomic_load(&r->nmsgs));
+    lua_pushinteger(L, (lua_Integer)atomic_load(&r->st->nmsgs));
     lua_setfield(L, -2, "messages");
     lua_pushinteger(L, (lua_Integer)lp_req_queued(r));
     lua_setfield(L, -2, "queued");
-    lua_pushinteger(L, (lua_Integer)atomic_load(&r->npauses));
+    lua_pushinteger(L, (lua_Integer)atomic_load(&r->st->npauses));
     lua_setfield(L, -2, "pauses");
   }
   return 1;

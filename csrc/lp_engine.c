@@ -28,6 +28,8 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,9 +122,24 @@ static void efd_signal(int fd) {
 #endif
 const char lp_get[] = "GET", lp_post[] = "POST";
 const char lp_default_user_agent[] = "lua-longpoll/" LP_VERSION;
+static char default_ua_line[] = "User-Agent: lua-longpoll/" LP_VERSION;
+struct curl_slist lp_default_headers = { default_ua_line, NULL };
 
-lp_req *lp_req_new(void) {
-  lp_req *r = calloc(1, sizeof *r);
+void lp_headers_finish(struct curl_slist **l) {
+  while (*l) l = &(*l)->next;
+  *l = &lp_default_headers;
+}
+
+/* free a header list up to lp_default_headers, which is shared */
+static void headers_free(struct curl_slist *l) {
+  struct curl_slist **p = &l;
+  while (*p && *p != &lp_default_headers) p = &(*p)->next;
+  *p = NULL;
+  curl_slist_free_all(l);
+}
+
+lp_req *lp_req_new(const char *url, size_t len) {
+  lp_req *r = calloc(1, sizeof *r + (url ? len + 1 : 0));
   if (!r) return NULL;
   atomic_init(&r->refs, 1);
   atomic_init(&r->state, LP_READY);
@@ -130,10 +147,30 @@ lp_req *lp_req_new(void) {
   r->notify.efd = -1;
   r->sock = -1;
   r->opts.verify = 1;
-  r->opts.stream = -1;
   atomic_init(&r->rx_total, -1);
   r->opts.http_version = CURL_HTTP_VERSION_2TLS;
+  if (url) {
+    memcpy(r->url, url, len);
+    r->url[len] = '\0';
+    r->opts.url = r->url;
+  }
   return r;
+}
+
+lp_extra *lp_opts_extra(lp_opts *o) {
+  if (!o->x) o->x = calloc(1, sizeof *o->x);
+  return o->x;
+}
+
+int lp_req_stream(lp_req *r, int format, size_t max_message, size_t max_queued) {
+  lp_sstate *st = calloc(1, sizeof *st);
+  if (!st) return 0;
+  lp_stream_init(&st->parser, (lp_stream_format)format, max_message);
+  st->format = format;
+  st->max_message = max_message;
+  st->max_queued = max_queued;
+  r->st = st;
+  return 1;
 }
 
 void lp_req_retain(lp_req *r) { atomic_fetch_add(&r->refs, 1); }
@@ -144,11 +181,21 @@ static void buf_free(lp_buf *b) {
   b->len = b->cap = 0;
 }
 
+/* free what a response left in memory: its buffers (and, with all,
+   the rest) */
+static void result_free(lp_result *res, int all) {
+  if (!res) return;
+  buf_free(&res->body);
+  buf_free(&res->head);
+  if (!all) return;
+  free(res->effective_url);
+  free(res);
+}
+
 void lp_req_drop_response(lp_req *r) {
   lp_state s = atomic_load(&r->state);
   if (s != LP_DONE && s != LP_FAILED) return; /* not ours to free yet */
-  buf_free(&r->body);
-  buf_free(&r->head);
+  result_free(r->res, 0);
 }
 
 static void free_msgs(lp_msg *m) {
@@ -161,23 +208,28 @@ static void free_msgs(lp_msg *m) {
 
 void lp_req_release(lp_req *r) {
   if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
-  free_msgs(r->mhead);
-  if (r->parser) lp_stream_free(r->parser);
-  free(r->parser);
-  free(r->opts.url);
-  if (r->opts.method != lp_get && r->opts.method != lp_post) free((void *)r->opts.method);
-  curl_slist_free_all(r->opts.headers);
-  free(r->opts.body);
-  free(r->opts.cainfo);
-  if (r->opts.user_agent != lp_default_user_agent) free((void *)r->opts.user_agent);
-  free(r->opts.username);
-  if (r->opts.password) {       /* a secret: leave no copy in freed memory */
-    explicit_bzero(r->opts.password, strlen(r->opts.password));
-    free(r->opts.password);
+  if (r->st) {
+    free_msgs(r->st->mhead);
+    lp_stream_free(&r->st->parser);
+    free(r->st);
   }
-  buf_free(&r->body);
-  buf_free(&r->head);
-  free(r->effective_url);
+  if (r->opts.url != r->url) free(r->opts.url);
+  if (r->opts.method != lp_get && r->opts.method != lp_post) free((void *)r->opts.method);
+  headers_free(r->opts.headers);
+  if (r->opts.user_agent != lp_default_user_agent) free((void *)r->opts.user_agent);
+  if (r->opts.x) {
+    lp_extra *x = r->opts.x;
+    free(x->body);
+    free(x->cainfo);
+    free(x->username);
+    if (x->password) {          /* a secret: leave no copy in freed memory */
+      explicit_bzero(x->password, strlen(x->password));
+      free(x->password);
+    }
+    free(x);
+  }
+  result_free(r->res, 1);
+  free(r->msg);
   lp_notify_close(&r->notify);
   pthread_mutex_destroy(&r->mu);
   if (r->scope) lp_scope_release(r->scope);
@@ -208,10 +260,13 @@ static int transition(lp_req *r, lp_state from, lp_state to) {
   return ok;
 }
 
+/* stream messages queued now (st is set before the request starts) */
+static size_t queued_now(const lp_req *r) { return r->st ? atomic_load(&r->st->nqueued) : 0; }
+
 /* something for a reader: the request finished or (stream mode) a message
    is queued; exact with r->mu held, a hint without */
 static int ready(lp_req *r) {
-  return lp_state_finished(atomic_load(&r->state)) || atomic_load(&r->nqueued) > 0;
+  return lp_state_finished(atomic_load(&r->state)) || queued_now(r) > 0;
 }
 
 /* interrupt the worker's epoll_wait */
@@ -249,13 +304,13 @@ int lp_req_start(lp_engine *e, lp_req *r) {
 
 /* settle r as canceled for `why` unless it finished; returns the state it
    had. It stays in its scope: the caller sees to that */
-static lp_state settle(lp_req *r, lp_kind why, const char *text) {
+static lp_state settle(lp_req *r, lp_kind why, int by_scope) {
   lp_state was;
   pthread_mutex_lock(&r->mu);
   was = atomic_load(&r->state);
   if (!lp_state_finished(was)) {
-    r->why = why;
-    r->why_text = text;
+    r->why = (unsigned char)why;
+    r->why_scope = (unsigned char)by_scope;
     atomic_store(&r->state, LP_CANCELED);
     notify_locked(r);
   }
@@ -266,18 +321,25 @@ static lp_state settle(lp_req *r, lp_kind why, const char *text) {
 /* settle r as canceled (the engine stops), out of its scope */
 static lp_state settle_canceled(lp_req *r) {
   leave_scope(r);
-  return settle(r, LP_ECANCELED, "request canceled");
+  return settle(r, LP_ECANCELED, 0);
 }
 
-int lp_req_end(lp_req *r, lp_kind why, const char *text) {
-  lp_state was = settle(r, why, text);
+/* end r as canceled for `why`; by_scope: its scope ended it */
+static int end_request(lp_req *r, lp_kind why, int by_scope) {
+  lp_state was = settle(r, why, by_scope);
   if (was == LP_RUNNING) enqueue(r->engine, r); /* the worker tears it down */
   return !lp_state_finished(was);
 }
 
 int lp_req_cancel(lp_req *r) {
   leave_scope(r);
-  return lp_req_end(r, LP_ECANCELED, "request canceled");
+  return end_request(r, LP_ECANCELED, 0);
+}
+
+int lp_req_end(lp_req *r, lp_kind why) { return end_request(r, why, 1); }
+
+const char *lp_req_why_text(const lp_req *r) {
+  return r->why_scope ? lp_scope_why((lp_kind)r->why) : "request canceled";
 }
 
 /* ---- waiting ---- */
@@ -334,25 +396,27 @@ int lp_req_fd(lp_req *r) {
 }
 
 lp_msg *lp_req_take(lp_req *r, size_t max) {
+  lp_sstate *st = r->st;
   lp_msg *head = NULL, *last = NULL, *m;
   size_t k = 0;
   int resume = 0;
+  if (!st) return NULL;
   pthread_mutex_lock(&r->mu);
-  for (m = r->mhead; m && k < max; m = m->next) {
+  for (m = st->mhead; m && k < max; m = m->next) {
     last = m;
     k++;
   }
   if (k > 0) {
-    head = r->mhead;
-    r->mhead = last->next;
-    if (!r->mhead) r->mtail = NULL;
+    head = st->mhead;
+    st->mhead = last->next;
+    if (!st->mhead) st->mtail = NULL;
     last->next = NULL;
-    atomic_fetch_sub(&r->nqueued, k);
+    atomic_fetch_sub(&st->nqueued, k);
   }
-  if (atomic_load(&r->nqueued) == 0 && !lp_state_finished(atomic_load(&r->state)))
+  if (atomic_load(&st->nqueued) == 0 && !lp_state_finished(atomic_load(&r->state)))
     lp_notify_clear(&r->notify);  /* nothing to read now: not readable */
-  if (r->paused && atomic_load(&r->nqueued) <= r->opts.max_queued / 2) {
-    r->paused = 0;
+  if (st->paused && atomic_load(&st->nqueued) <= st->max_queued / 2) {
+    st->paused = 0;
     resume = 1;
   }
   pthread_mutex_unlock(&r->mu);
@@ -360,7 +424,7 @@ lp_msg *lp_req_take(lp_req *r, size_t max) {
   return head;
 }
 
-size_t lp_req_queued(lp_req *r) { return atomic_load(&r->nqueued); }
+size_t lp_req_queued(lp_req *r) { return queued_now(r); }
 
 /* ---- worker ---- */
 
@@ -425,14 +489,15 @@ static int collect(void *ud, const lp_stream_msg *m) {
 /* queue a batch for the reader, waking it if the queue was empty; a batch
    for a request canceled meanwhile is dropped */
 static void publish(lp_req *r, lp_batch *b) {
+  lp_sstate *st = r->st;
   if (b->n == 0) return;
-  atomic_fetch_add(&r->nmsgs, b->n);
+  atomic_fetch_add(&st->nmsgs, b->n);
   pthread_mutex_lock(&r->mu);
   if (atomic_load(&r->state) == LP_RUNNING) {
-    int was_empty = atomic_load(&r->nqueued) == 0;
-    if (r->mtail) r->mtail->next = b->head; else r->mhead = b->head;
-    r->mtail = b->tail;
-    atomic_fetch_add(&r->nqueued, b->n);
+    int was_empty = atomic_load(&st->nqueued) == 0;
+    if (st->mtail) st->mtail->next = b->head; else st->mhead = b->head;
+    st->mtail = b->tail;
+    atomic_fetch_add(&st->nqueued, b->n);
     if (was_empty) notify_locked(r);
     b->head = NULL;
   }
@@ -445,10 +510,11 @@ static void publish(lp_req *r, lp_batch *b) {
 /* the queue of a request nobody reads any more */
 static void drop_queue(lp_req *r) {
   lp_msg *m;
+  if (!r->st) return;
   pthread_mutex_lock(&r->mu);
-  m = r->mhead;
-  r->mhead = r->mtail = NULL;
-  atomic_store(&r->nqueued, 0);
+  m = r->st->mhead;
+  r->st->mhead = r->st->mtail = NULL;
+  atomic_store(&r->st->nqueued, 0);
   pthread_mutex_unlock(&r->mu);
   free_msgs(m);
 }
@@ -456,37 +522,39 @@ static void drop_queue(lp_req *r) {
 /* body bytes of a stream: split them, or pause while the queue is full
    (libcurl keeps the chunk and hands it again once resumed) */
 static size_t stream_body(lp_req *r, char *p, size_t len) {
+  lp_sstate *st = r->st;
   lp_batch b = { NULL, NULL, 0 };
   lp_stream_rc rc;
   int full;
   pthread_mutex_lock(&r->mu);
-  full = atomic_load(&r->nqueued) >= r->opts.max_queued;
-  if (full) r->paused = 1;
+  full = atomic_load(&st->nqueued) >= st->max_queued;
+  if (full) st->paused = 1;
   pthread_mutex_unlock(&r->mu);
   if (full) {
-    atomic_fetch_add(&r->npauses, 1);
+    atomic_fetch_add(&st->npauses, 1);
     return CURL_WRITEFUNC_PAUSE;
   }
-  rc = lp_stream_feed(r->parser, p, len, collect, &b);
+  rc = lp_stream_feed(&st->parser, p, len, collect, &b);
   publish(r, &b);
-  if (rc == LP_STREAM_TOO_LARGE) r->too_large = 1;
+  if (rc == LP_STREAM_TOO_LARGE) r->res->too_large = 1;
   return rc == LP_STREAM_OK ? len : 0;
 }
 
 /* the body of a stream ended well: what the format makes of its last part */
 static CURLcode stream_finish(lp_req *r) {
   lp_batch b = { NULL, NULL, 0 };
-  lp_stream_rc rc = lp_stream_finish(r->parser, collect, &b);
+  lp_stream_rc rc = lp_stream_finish(&r->st->parser, collect, &b);
   publish(r, &b);
-  if (rc == LP_STREAM_TOO_LARGE) r->too_large = 1;
+  if (rc == LP_STREAM_TOO_LARGE && r->res) r->res->too_large = 1;
   return rc == LP_STREAM_OK ? CURLE_OK : CURLE_WRITE_ERROR;
 }
 
 /* whether a stream's transfer is paused until its reader takes messages */
 static int stream_paused(lp_req *r) {
   int paused;
+  if (!r->st) return 0;
   pthread_mutex_lock(&r->mu);
-  paused = r->paused;
+  paused = r->st->paused;
   pthread_mutex_unlock(&r->mu);
   return paused;
 }
@@ -510,49 +578,58 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
   return 0;
 }
 
+/* r's result, made at the first response byte; NULL when out of memory */
+static lp_result *result(lp_req *r) {
+  if (!r->res && (r->res = calloc(1, sizeof *r->res))) r->res->head_at_start = 1;
+  return r->res;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   lp_req *r = ud;
+  lp_result *res = result(r);
   size_t len = size * n;
-  if (atomic_load_explicit(&r->state, memory_order_relaxed) == LP_CANCELED)
+  if (!res || atomic_load_explicit(&r->state, memory_order_relaxed) == LP_CANCELED)
     return 0;                   /* stop reading: nobody wants it */
-  if (r->parser && r->stream_off == 0) {  /* the first bytes: 2xx? */
+  if (r->st && r->st->off == 0) {  /* the first bytes: 2xx? */
     long status = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    r->stream_off = status >= 200 && status < 300 ? 1 : 2;
+    r->st->off = status >= 200 && status < 300 ? 1 : 2;
   }
-  if (r->stream_off == 1) return stream_body(r, p, len);
-  if ((curl_off_t)(r->body.len + len) > r->opts.max_body) {
-    r->too_large = 1;
+  if (r->st && r->st->off == 1) return stream_body(r, p, len);
+  if ((curl_off_t)(res->body.len + len) > r->opts.max_body) {
+    res->too_large = 1;
     return 0;
   }
-  if (!r->body.cap) {           /* size the buffer from Content-Length once */
+  if (!res->body.cap) {         /* size the buffer from Content-Length once */
     curl_off_t cl = -1;
     curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-    if (cl > 0 && cl <= r->opts.max_body && !buf_reserve(&r->body, (size_t)cl))
+    if (cl > 0 && cl <= r->opts.max_body && !buf_reserve(&res->body, (size_t)cl))
       return 0;
   }
-  if (!buf_reserve(&r->body, len)) return 0;
-  memcpy(r->body.data + r->body.len, p, len);
-  r->body.len += len;
+  if (!buf_reserve(&res->body, len)) return 0;
+  memcpy(res->body.data + res->body.len, p, len);
+  res->body.len += len;
   return len;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   lp_req *r = ud;
+  lp_result *res = result(r);
   size_t len = size * n;
+  if (!res) return 0;
   /* a status line begins a new response (after a redirect or a 1xx): only
      the first line of a header block before any body byte can be one */
-  if (r->head_at_start && r->body.len == 0 && !r->stream_off && len >= 5 &&
+  if (res->head_at_start && res->body.len == 0 && !(r->st && r->st->off) && len >= 5 &&
       memcmp(p, "HTTP/", 5) == 0)
-    r->head.len = 0;
-  r->head_at_start = len >= 1 && len <= 2 && (p[0] == '\r' || p[0] == '\n');
-  if (r->head.len + len > LP_HEAD_MAX) {
-    r->head_too_large = 1;      /* libcurl would say "Failed writing header" */
+    res->head.len = 0;
+  res->head_at_start = len >= 1 && len <= 2 && (p[0] == '\r' || p[0] == '\n');
+  if (res->head.len + len > LP_HEAD_MAX) {
+    res->head_too_large = 1;    /* libcurl would say "Failed writing header" */
     return 0;
   }
-  if (!buf_reserve(&r->head, len)) return 0;
-  memcpy(r->head.data + r->head.len, p, len);
-  r->head.len += len;
+  if (!buf_reserve(&res->head, len)) return 0;
+  memcpy(res->head.data + res->head.len, p, len);
+  res->head.len += len;
   return len;
 }
 
@@ -812,6 +889,16 @@ static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port,
   lp_sock *k;
   long connects = 0;
   (void)local_ip;
+  /* a connection is chosen: from here on a failure's message is made from
+     its CURLcode and what libcurl reports of the transfer (fail_message),
+     so a held poll keeps no error buffer. libcurl only writes the buffer in
+     failf (and empties it when the handle is added): the pointer may change
+     at any time */
+  if (r->msg && !r->msg[0]) {   /* (one that said something stays) */
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+    free(r->msg);
+    r->msg = NULL;
+  }
   curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
   k = sock_find(r->engine, local_port, peer_port, peer_ip);
   if (k) sock_join(r->engine, r, k);
@@ -822,7 +909,7 @@ static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port,
     if (p) p->h2 = 1;                 /* two transfers at once: multiplexed */
   }
   if (connects != r->connects) {      /* a new connection: nothing to fear */
-    r->connects = connects;
+    r->connects = (int)connects;
     return CURL_PREREQFUNC_OK;
   }
   if (!k || !k->h1 || sock_quiet((curl_socket_t)(k - r->engine->socks)))
@@ -834,12 +921,11 @@ static int on_prereq(void *ud, char *peer_ip, char *local_ip, int peer_port,
 /* after an HTTP/1.x response, remember that its connection speaks it (a
    connection libcurl closed is not found; HTTP/2 ones are never checked:
    frames may arrive on them at any time) */
-static void note_h1(lp_engine *e, lp_req *r) {
+static void note_h1(lp_engine *e, lp_req *r, long http_version) {
   long lport = 0, rport = 0;
   char *ip = NULL;
   lp_sock *k;
-  if (r->http_version != CURL_HTTP_VERSION_1_0 &&
-      r->http_version != CURL_HTTP_VERSION_1_1)
+  if (http_version != CURL_HTTP_VERSION_1_0 && http_version != CURL_HTTP_VERSION_1_1)
     return;
   curl_easy_getinfo(r->easy, CURLINFO_LOCAL_PORT, &lport);
   curl_easy_getinfo(r->easy, CURLINFO_PRIMARY_PORT, &rport);
@@ -856,15 +942,20 @@ static void note_h1(lp_engine *e, lp_req *r) {
    sessions live outside the handle, so a fresh one loses nothing. */
 static CURL *make_easy(lp_engine *e, lp_req *r) {
   const lp_opts *o = &r->opts;
+  static const lp_extra no_extra;
+  const lp_extra *x = o->x ? o->x : &no_extra;
   CURL *h;
-  if (o->stream >= 0 && !r->parser) {
-    if (!(r->parser = malloc(sizeof *r->parser))) return NULL;
-    lp_stream_init(r->parser, (lp_stream_format)o->stream, o->max_message);
-  }
   if (!(h = curl_easy_init())) return NULL;
   r->easy = h;
   r->connects = 0;
-  r->head_at_start = 1;
+  if (r->res) {                 /* a second attempt: nothing of the first */
+    r->res->head.len = r->res->body.len = 0;
+    r->res->head_at_start = 1;
+  }
+  /* libcurl's words for a failure while connecting (its error buffer),
+     until on_prereq; without memory for it, fail_message's */
+  if (!r->msg) r->msg = malloc(CURL_ERROR_SIZE);
+  if (r->msg) r->msg[0] = '\0';
   curl_easy_setopt(h, CURLOPT_PRIVATE, r);
   if (e->share) curl_easy_setopt(h, CURLOPT_SHARE, e->share);
   curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
@@ -876,7 +967,7 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   if (r->fresh) curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(h, CURLOPT_URL, o->url);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
+  if (r->msg) curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->msg);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -887,8 +978,13 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
-  if (o->cainfo) curl_easy_setopt(h, CURLOPT_CAINFO, o->cainfo);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
+  if (x->cainfo) curl_easy_setopt(h, CURLOPT_CAINFO, x->cainfo);
+  /* the default user agent is in the header list (lp_default_headers), and
+     for a proxy's CONNECT in the proxy's; another one is libcurl's option */
+  if (o->user_agent == lp_default_user_agent)
+    curl_easy_setopt(h, CURLOPT_PROXYHEADER, &lp_default_headers);
+  else if (o->user_agent)
+    curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, o->headers);
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
@@ -899,11 +995,11 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   /* a cancel during name resolution must not make the worker join the
      resolver thread (it finishes and frees itself) */
   curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
-  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, o->http_version);
-  if (o->username) {
-    curl_easy_setopt(h, CURLOPT_USERNAME, o->username);
-    curl_easy_setopt(h, CURLOPT_PASSWORD, o->password);
-    curl_easy_setopt(h, CURLOPT_HTTPAUTH, o->httpauth);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)o->http_version);
+  if (x->username) {
+    curl_easy_setopt(h, CURLOPT_USERNAME, x->username);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, x->password);
+    curl_easy_setopt(h, CURLOPT_HTTPAUTH, x->httpauth);
   }
   if (o->fresh_connect) {
     curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
@@ -916,9 +1012,9 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   r->pipewait = o->http_version != CURL_HTTP_VERSION_1_1 &&
                 strncasecmp(o->url, "https:", 6) == 0;
   if (r->pipewait) curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
-  if (o->body) {
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
+  if (x->body) {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->body);
     if (strcmp(o->method, "POST") != 0)
       curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
   } else if (strcmp(o->method, "HEAD") == 0) {
@@ -933,7 +1029,7 @@ static CURL *make_easy(lp_engine *e, lp_req *r) {
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   /* a stream is never kept whole: max_body bounds only an error answer's
      body (on_body), max_message each message */
-  if (o->stream >= 0) curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+  if (r->st) curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
   return h;
 }
 
@@ -951,8 +1047,7 @@ static void detach(lp_engine *e, lp_req *r) {
   if (r->anext) r->anext->aprev = r->aprev;
   r->aprev = r->anext = NULL;
   if (atomic_load(&r->state) == LP_CANCELED) { /* nobody reads these now */
-    buf_free(&r->body);
-    buf_free(&r->head);
+    result_free(r->res, 0);
     drop_queue(r);
   }
   lp_req_release(r);
@@ -984,6 +1079,16 @@ static void drop_canceled(lp_engine *e, lp_req *r) {
   }
 }
 
+/* r->msg = the formatted text (in its buffer, made if needed); without
+   memory, no message (the binding says what the CURLcode says) */
+static void set_msg(lp_req *r, const char *fmt, ...) {
+  va_list ap;
+  if (!r->msg && !(r->msg = malloc(CURL_ERROR_SIZE))) return;
+  va_start(ap, fmt);
+  vsnprintf(r->msg, CURL_ERROR_SIZE, fmt, ap);
+  va_end(ap);
+}
+
 static void attach(lp_engine *e, lp_req *r) {
   CURL *h = make_easy(e, r);
   if (h && curl_multi_add_handle(e->multi, h) == CURLM_OK) {
@@ -995,7 +1100,7 @@ static void attach(lp_engine *e, lp_req *r) {
   }
   if (h) { r->easy = NULL; curl_easy_cleanup(h); }
   r->kind = LP_ENETWORK;
-  snprintf(r->errbuf, sizeof r->errbuf, "could not start the transfer");
+  set_msg(r, "could not start the transfer");
   transition(r, LP_RUNNING, LP_FAILED);
   lp_req_release(r);
 }
@@ -1015,10 +1120,10 @@ static lp_kind kind_of(lp_req *r, CURLcode c) {
   case CURLE_SSL_INVALIDCERTSTATUS: case CURLE_SSL_CLIENTCERT:
     return LP_ETLS;
   case CURLE_FILESIZE_EXCEEDED: return LP_ETOOLARGE;
-  case CURLE_WRITE_ERROR: return r->too_large ? LP_ETOOLARGE : LP_ENETWORK;
+  case CURLE_WRITE_ERROR: return r->res && r->res->too_large ? LP_ETOOLARGE : LP_ENETWORK;
   case CURLE_TOO_MANY_REDIRECTS: return LP_EHTTP;
   case CURLE_UNSUPPORTED_PROTOCOL: /* a redirect to a scheme we refuse */
-    return r->status >= 300 && r->status < 400 ? LP_EHTTP : LP_ENETWORK;
+    return r->res && r->res->status >= 300 && r->res->status < 400 ? LP_EHTTP : LP_ENETWORK;
   default: return LP_ENETWORK;
   }
 }
@@ -1050,8 +1155,6 @@ static void unpark_one(lp_engine *e, lp_req *r) {
     lp_req_release(r);
     return;
   }
-  r->errbuf[0] = '\0';
-  r->head.len = r->body.len = 0;
   attach(e, r);                 /* keeps the share, or fails r */
 }
 
@@ -1073,13 +1176,11 @@ static int resend_fresh(lp_engine *e, lp_req *r) {
   r->easy = NULL;
   r->stale_conn = 0;
   r->fresh = 1;
-  r->errbuf[0] = '\0';
-  r->head.len = r->body.len = 0;
   h = make_easy(e, r);
   if (h && curl_multi_add_handle(e->multi, h) == CURLM_OK) return 1;
   curl_easy_cleanup(h);
   r->easy = NULL;
-  snprintf(r->errbuf, sizeof r->errbuf, "could not start the transfer again");
+  set_msg(r, "could not start the transfer again");
   return 0;
 }
 
@@ -1093,12 +1194,65 @@ static int is_json_type(const char *ct) {
          (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
+/* the message of a failure that libcurl's error buffer did not catch (it
+   is kept only while a transfer connects: on_prereq): the words libcurl
+   would use, from the CURLcode and what it reports of the transfer */
+static void fail_message(lp_req *r, CURLcode c) {
+  curl_off_t got = 0, len = -1, us = 0;
+  long port = 0, err = 0;
+  char *ip = NULL;
+  const char *why;
+  curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &err);
+  why = err ? strerror((int)err) : curl_easy_strerror(c);
+  switch (c) {
+  case CURLE_OPERATION_TIMEDOUT:
+    curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+    curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+    if (len >= 0)
+      set_msg(r, "Operation timed out after %lld milliseconds with %lld out of %lld "
+              "bytes received", (long long)(us / 1000), (long long)got, (long long)len);
+    else
+      set_msg(r, "Operation timed out after %lld milliseconds with %lld bytes received",
+              (long long)(us / 1000), (long long)got);
+    break;
+  case CURLE_COULDNT_CONNECT:
+    curl_easy_getinfo(r->easy, CURLINFO_PRIMARY_IP, &ip);
+    curl_easy_getinfo(r->easy, CURLINFO_PRIMARY_PORT, &port);
+    set_msg(r, "Failed to connect to %s port %ld: %s", ip && *ip ? ip : "the server",
+            port, why);
+    break;
+  case CURLE_RECV_ERROR: set_msg(r, "Recv failure: %s", why); break;
+  case CURLE_SEND_ERROR: set_msg(r, "Send failure: %s", why); break;
+  case CURLE_PARTIAL_FILE:
+    curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+    if (len > got)
+      set_msg(r, "transfer closed with %lld bytes remaining to read", (long long)(len - got));
+    else
+      set_msg(r, "transfer closed with outstanding read data remaining");
+    break;
+  case CURLE_GOT_NOTHING: set_msg(r, "Empty reply from server"); break;
+  case CURLE_TOO_MANY_REDIRECTS: set_msg(r, "Maximum (5) redirects followed"); break;
+  case CURLE_UNSUPPORTED_PROTOCOL:   /* a redirect elsewhere: say where */
+    curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &ip);
+    if (ip && strstr(ip, "://") && strncasecmp(ip, "http", 4) != 0)
+      set_msg(r, "Protocol \"%.*s\" not supported or disabled in libcurl",
+              (int)(strstr(ip, "://") - ip), ip);
+    else
+      set_msg(r, "%s", curl_easy_strerror(c));
+    break;
+  default: set_msg(r, "%s", curl_easy_strerror(c)); break;
+  }
+}
+
 /* a transfer ended: record its result unless a cancel got there first */
 static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   struct curl_header *hdr;
+  lp_result *res;
   char *url = NULL, *ctype = NULL;
   curl_off_t us = 0;
-  long status = 0;
+  long status = 0, version = 0;
   if (c == CURLE_ABORTED_BY_CALLBACK && r->stale_conn &&
       atomic_load(&r->state) == LP_RUNNING && resend_fresh(e, r))
     return;
@@ -1108,52 +1262,51 @@ static void complete(lp_engine *e, lp_req *r, CURLcode c) {
   }
   r->parked = 0;
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
-  curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
-  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &r->http_version);
-  curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &r->retry_after);
-  curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
-  /* libcurl gives 0 both for no Retry-After and for "now", and a negative
-     delta for a date in the past (also "now") */
-  if (!r->easy || curl_easy_header(r->easy, "Retry-After", 0, CURLH_HEADER, -1,
-                                   &hdr) != CURLHE_OK)
-    r->retry_after = -1;
-  else if (r->retry_after < 0)
-    r->retry_after = 0;
-  if (r->easy) note_h1(e, r);
+  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
+  if (r->easy) note_h1(e, r, version);
   if (atomic_load(&r->state) == LP_RUNNING) {
-    if (c == CURLE_OK && r->stream_off == 1) c = stream_finish(r);
+    /* a response began (r->res), or none did: a status line alone is kept too */
+    res = status > 0 || r->res ? result(r) : NULL;
+    if (c == CURLE_OK && r->st && r->st->off == 1) c = stream_finish(r);
+    if (c == CURLE_OK && !res) c = CURLE_OUT_OF_MEMORY;  /* no room for it */
     r->curl_code = c;
-    r->status = status;
-    r->elapsed = (double)us / 1e6;
-    r->effective_url = url ? strdup(url) : NULL;
-    r->json_type = is_json_type(ctype);
+    if (res) {
+      curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+      curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+      curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &res->retry_after);
+      curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
+      /* libcurl gives 0 both for no Retry-After and for "now", and a
+         negative delta for a date in the past (also "now") */
+      if (!r->easy || curl_easy_header(r->easy, "Retry-After", 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK)
+        res->retry_after = -1;
+      else if (res->retry_after < 0)
+        res->retry_after = 0;
+      res->status = status;
+      res->http_version = version;
+      res->elapsed = (double)us / 1e6;
+      /* a copy only when a redirect moved it */
+      if (url && strcmp(url, r->opts.url) != 0) res->effective_url = strdup(url);
+      res->json_type = (unsigned char)is_json_type(ctype);
+    }
     if (c != CURLE_OK) {
       r->kind = kind_of(r, c);
-      if (!r->errbuf[0]) snprintf(r->errbuf, sizeof r->errbuf, "%s",
-                                  curl_easy_strerror(c));
+      if (!r->msg || !r->msg[0]) fail_message(r, c);
       if (r->kind == LP_ETOOLARGE)
-        snprintf(r->errbuf, sizeof r->errbuf,
-                 "response body exceeds max_body (%lld bytes)",
-                 (long long)r->opts.max_body);
-      if (r->kind == LP_ETOOLARGE && r->stream_off == 1)
-        snprintf(r->errbuf, sizeof r->errbuf,
-                 "a stream message exceeds max_message (%zu bytes)",
-                 r->opts.max_message);
+        set_msg(r, "response body exceeds max_body (%lld bytes)", (long long)r->opts.max_body);
+      if (r->kind == LP_ETOOLARGE && r->st && r->st->off == 1)
+        set_msg(r, "a stream message exceeds max_message (%zu bytes)", r->st->max_message);
       /* say what the server did rather than libcurl's words for it: our
          cap on the header block, and libcurl 7.88.1's on one header line
          (CURL_MAX_HTTP_HEADER, reported as CURLE_OUT_OF_MEMORY) */
-      if (r->head_too_large)
-        snprintf(r->errbuf, sizeof r->errbuf,
-                 "response headers exceed %d KiB", LP_HEAD_MAX / 1024);
-      else if (c == CURLE_OUT_OF_MEMORY && r->body.len == 0 && r->stream_off == 0)
-        snprintf(r->errbuf, sizeof r->errbuf,
-                 "a response header line exceeds 100 KiB (or out of memory)");
+      if (res && res->head_too_large)
+        set_msg(r, "response headers exceed %d KiB", LP_HEAD_MAX / 1024);
+      else if (c == CURLE_OUT_OF_MEMORY && res && res->body.len == 0 && !(r->st && r->st->off))
+        set_msg(r, "a response header line exceeds 100 KiB (or out of memory)");
     } else if ((status >= 200 && status < 300) || status == 304) {
       r->kind = LP_OK;
     } else {
       r->kind = LP_EHTTP;
-      snprintf(r->errbuf, sizeof r->errbuf, "HTTP status %ld", status);
+      set_msg(r, "HTTP status %ld", status);
     }
     transition(r, LP_RUNNING, r->kind == LP_OK ? LP_DONE : LP_FAILED);
   }
@@ -1208,7 +1361,7 @@ static int drain(lp_engine *e) {
       settle_canceled(r);       /* started while the engine stops */
     }
     if (r->easy && s == LP_CANCELED) drop_canceled(e, r);
-    else if (r->easy && r->parser) stream_resume(e, r); /* queued by lp_req_take */
+    else if (r->easy && r->st) stream_resume(e, r); /* queued by lp_req_take */
     lp_req_release(r);          /* the queue's reference */
   }
   return stop;
@@ -1312,8 +1465,7 @@ static void fail_unwatched(lp_engine *e) {
     if (!r->watch_err) continue;
     if (atomic_load(&r->state) == LP_RUNNING) {
       r->kind = LP_ENETWORK;
-      snprintf(r->errbuf, sizeof r->errbuf, "cannot watch the connection: %s",
-               strerror(r->watch_err));
+      set_msg(r, "cannot watch the connection: %s", strerror(r->watch_err));
       transition(r, LP_RUNNING, LP_FAILED);
     }
     detach(e, r);
@@ -1581,8 +1733,7 @@ static void orphan(lp_req *r) {
   r->parked = 0;
   if (atomic_load(&r->state) != LP_RUNNING) return;
   r->kind = LP_ENETWORK;
-  snprintf(r->errbuf, sizeof r->errbuf,
-           "the process forked while the request was in flight (it goes on in the parent)");
+  set_msg(r, "the process forked while the request was in flight (it goes on in the parent)");
   transition(r, LP_RUNNING, LP_FAILED);
 }
 

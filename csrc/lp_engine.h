@@ -56,34 +56,47 @@ typedef struct lp_buf {
   size_t len, cap;
 } lp_buf;
 
-/* what the caller asks for; strings are owned by the record */
-typedef struct lp_opts {
-  char *url;                    /* complete, query already appended */
-  const char *method;           /* "GET", "POST", ...: lp_get, lp_post or owned */
-  struct curl_slist *headers;
+/* what few requests carry: made only when one of these is given
+   (lp_opts_extra); strings owned by the record */
+typedef struct lp_extra {
   char *body;                   /* NULL: no request body */
   size_t body_len;
+  char *cainfo;                 /* NULL: libcurl's default */
+  char *username, *password;    /* NULL: no credentials (CURLOPT_USERNAME) */
+  long httpauth;                /* CURLAUTH_* with username */
+} lp_extra;
+
+/* what the caller asks for; strings are owned by the record */
+typedef struct lp_opts {
+  char *url;                    /* complete, query already appended; may be
+                                   the record's own copy (lp_req_new) */
+  const char *method;           /* "GET", "POST", ...: lp_get, lp_post or owned */
+  struct curl_slist *headers;   /* may end in lp_default_headers (never freed) */
   long timeout_ms;              /* 0: no deadline */
   long connect_timeout_ms;
   curl_off_t max_body;
-  int follow_redirects;
-  int verify;
-  long http_version;            /* CURL_HTTP_VERSION_* */
-  char *cainfo;                 /* NULL: libcurl's default */
   const char *user_agent;       /* lp_default_user_agent or owned */
-  int stream;                   /* -1: keep the body whole; else the
-                                   lp_stream_format it is split in */
-  size_t max_message;           /* stream: bound of one message */
-  size_t max_queued;            /* stream: the transfer pauses at this many
-                                   queued messages */
-  char *username, *password;    /* NULL: no credentials (CURLOPT_USERNAME) */
-  long httpauth;                /* CURLAUTH_* with username */
-  int fresh_connect;            /* a connection of its own, closed after */
+  lp_extra *x;                  /* NULL: none of those */
+  unsigned char http_version;   /* CURL_HTTP_VERSION_* */
+  unsigned char follow_redirects, verify;
+  unsigned char fresh_connect;  /* a connection of its own, closed after */
 } lp_opts;
+
+/* o's extra part, made on first use; NULL when out of memory */
+lp_extra *lp_opts_extra(lp_opts *o);
 
 /* strings an lp_opts may point to without owning them (never freed): most
    requests need no copy of their method and user agent */
 extern const char lp_get[], lp_post[], lp_default_user_agent[];
+/* "User-Agent: lua-longpoll/<version>" as a header list of one: the
+   default user agent is sent as this shared header (libcurl then keeps no
+   copy of it per transfer, as it does of CURLOPT_USERAGENT). A request's
+   own header list ends in it when it has no user agent of its own
+   (lp_headers_finish); lp_req_release frees the list up to it */
+extern struct curl_slist lp_default_headers;
+/* end the header list *l with lp_default_headers (a request that sends the
+   default user agent and has headers of its own) */
+void lp_headers_finish(struct curl_slist **l);
 
 /* one message of a stream as queued for the caller: one allocation, freed
    with free() by whoever took it */
@@ -101,6 +114,42 @@ typedef struct lp_msg {
 typedef struct lp_engine lp_engine;
 typedef struct lp_scope lp_scope;
 
+/* what arrived of a response: made by the worker at the first header or
+   body byte (a held poll has none), read by others only after they saw
+   LP_DONE or LP_FAILED */
+typedef struct lp_result {
+  long status;                  /* 0: no status line arrived */
+  long http_version;            /* CURL_HTTP_VERSION_* the response came with */
+  lp_buf body;
+  lp_buf head;                  /* raw header lines of the last response */
+  char *effective_url;          /* NULL: the request's own url */
+  double elapsed;               /* seconds */
+  curl_off_t retry_after;       /* CURLINFO_RETRY_AFTER: seconds, -1 when the
+                                   response has no Retry-After */
+  unsigned char json_type;      /* its Content-Type is JSON (application/json
+                                   or any +json type) */
+  unsigned char too_large;      /* worker only: over max_body / max_message */
+  unsigned char head_too_large; /* worker only: over the header cap (LP_HEAD_MAX) */
+  unsigned char head_at_start;  /* worker only: the next header line begins a block */
+} lp_result;
+
+/* stream mode (lp_req_stream): the worker splits the body with `parser` as
+   it arrives and queues the messages under mu; a full queue pauses the
+   transfer (on the worker), and taking messages resumes it */
+typedef struct lp_sstate {
+  lp_stream parser;             /* worker only */
+  int format;                   /* lp_stream_format */
+  int off;                      /* worker only: 0 before the first body
+                                   bytes, 1 split, 2 kept whole (the answer
+                                   is not a 2xx: an error body) */
+  int paused;                   /* guarded by mu */
+  size_t max_message;           /* bound of one message */
+  size_t max_queued;            /* the transfer pauses at this many queued */
+  lp_msg *mhead, *mtail;        /* guarded by mu */
+  _Atomic size_t nqueued;       /* messages queued (changed under mu) */
+  _Atomic unsigned long long nmsgs, npauses;
+} lp_sstate;
+
 typedef struct lp_req {
   lp_opts opts;
   atomic_int refs;
@@ -109,59 +158,41 @@ typedef struct lp_req {
   lp_notify notify;             /* who waits for it to be ready */
   lp_engine *engine;            /* set by lp_req_start */
   /* why a CANCELED request ended: LP_ECANCELED or LP_ETIMEOUT (its scope's
-     deadline), and a static text; set before the state, under mu */
-  lp_kind why;
-  const char *why_text;
+     deadline), and whether its scope ended it (lp_req_why_text); set before
+     the state, under mu */
+  unsigned char why, why_scope;
   /* the cancel scope it runs under (lp_scope_add, before it starts; the
      record holds a share of it), and its links in the scope's list of
      unfinished requests (guarded by the scope's lock, see lp_scope.c) */
   lp_scope *scope;
   struct lp_req *scope_prev, *scope_next;
-  int in_scope;
+  unsigned char in_scope;
   /* engine-private links (worker thread and queue lock) */
+  unsigned char queued;         /* guarded by the engine's queue lock */
   struct lp_req *qnext;
-  int queued;                   /* guarded by the engine's queue lock */
   struct lp_req *aprev, *anext; /* attached transfers, worker only */
   CURL *easy;                   /* worker only */
-  long connects;                /* worker only: connections made, at the last pre-request check */
-  int stale_conn;               /* worker only: the pre-request check refused the connection */
-  int fresh;                    /* worker only: resent on a new connection */
-  int pipewait;                 /* worker only: it waits to multiplex (h2 over TLS) */
-  int parked;                   /* worker only: 1 its connection was refused
-                                   (see open_ok), 2 it waits in e->parked */
-  int watch_err;                /* worker only: errno when its socket could not be watched */
-  int head_at_start;            /* worker only: the next header line begins a block */
+  struct lp_req *snext, *sprev; /* worker only: the other transfers on its socket */
   int sock;                     /* worker only: its connection's socket, or -1 */
-  struct lp_req *snext, *sprev; /* worker only: the other transfers on that socket */
-  /* result: written by the worker while running */
+  int connects;                 /* worker only: connections made, at the last pre-request check */
+  int watch_err;                /* worker only: errno when its socket could not be watched */
+  unsigned char stale_conn;     /* worker only: the pre-request check refused the connection */
+  unsigned char fresh;          /* worker only: resent on a new connection */
+  unsigned char pipewait;       /* worker only: it waits to multiplex (h2 over TLS) */
+  unsigned char parked;         /* worker only: 1 its connection was refused
+                                   (see open_ok), 2 it waits in e->parked */
+  /* the outcome: written by the worker while running */
   lp_kind kind;
   CURLcode curl_code;
-  long status;                  /* 0: no response arrived */
-  long http_version;            /* CURL_HTTP_VERSION_* the response came with */
-  lp_buf body;
-  lp_buf head;                  /* raw header lines of the last response */
-  char *effective_url;
-  double elapsed;               /* seconds */
-  curl_off_t retry_after;       /* CURLINFO_RETRY_AFTER: seconds, -1 when the
-                                   response has no Retry-After */
-  int json_type;                /* its Content-Type is JSON (application/json
-                                   or any +json type) */
-  /* stream mode: the worker splits the body with `parser` as it arrives and
-     queues the messages under mu; a full queue pauses the transfer (on the
-     worker), and taking messages resumes it */
-  lp_stream *parser;            /* worker only */
-  int stream_off;               /* worker only: 0 before the first body
-                                   bytes, 1 split, 2 kept whole (the answer
-                                   is not a 2xx: an error body) */
-  lp_msg *mhead, *mtail;        /* guarded by mu */
-  _Atomic size_t nqueued;       /* changed under mu */
-  int paused;                   /* guarded by mu */
+  /* libcurl's error buffer (CURLOPT_ERRORBUFFER) while the transfer
+     connects, dropped once a connection is chosen (a held poll keeps none);
+     then the message of a failure: NULL when there is none */
+  char *msg;
+  lp_result *res;               /* NULL until a response began */
+  lp_sstate *st;                /* stream mode, else NULL */
   /* progress, written by the worker, read by anyone */
   _Atomic long long rx, rx_total, tx; /* bytes; rx_total -1 when unknown */
-  _Atomic unsigned long long nmsgs, npauses;
-  int too_large;
-  int head_too_large;           /* worker only: over the header cap (LP_HEAD_MAX) */
-  char errbuf[CURL_ERROR_SIZE];
+  char url[];                   /* opts.url when lp_req_new copied it */
 } lp_req;
 
 /* process-wide engine, reference counted; the first acquire starts the worker */
@@ -190,8 +221,13 @@ typedef struct lp_config {
    copy the settings now in force to *now when it is not NULL */
 void lp_engine_configure(lp_engine *e, const lp_config *set, lp_config *now);
 
-/* a fresh record in state LP_READY with one reference; NULL when out of memory */
-lp_req *lp_req_new(void);
+/* a fresh record in state LP_READY with one reference, with its own copy
+   of `url` (len bytes) as opts.url (url NULL: none, the caller sets
+   opts.url to a string of malloc's); NULL when out of memory */
+lp_req *lp_req_new(const char *url, size_t len);
+/* make r a stream request (before it starts): its body is split in
+   messages of `format` (an lp_stream_format); 0 when out of memory */
+int lp_req_stream(lp_req *r, int format, size_t max_message, size_t max_queued);
 void lp_req_retain(lp_req *r);
 void lp_req_release(lp_req *r);
 
@@ -200,9 +236,12 @@ int lp_req_start(lp_engine *e, lp_req *r);
 /* end an unfinished request; 1 when this call ended it. Never blocks. */
 int lp_req_cancel(lp_req *r);
 /* end an unfinished request as canceled for `why` (LP_ECANCELED or
-   LP_ETIMEOUT, told by the static `text`) and leave it in its scope's list:
-   what a scope does to its requests, holding its own lock */
-int lp_req_end(lp_req *r, lp_kind why, const char *text);
+   LP_ETIMEOUT) by its scope, and leave it in the scope's list: what a scope
+   does to its requests, holding its own lock */
+int lp_req_end(lp_req *r, lp_kind why);
+/* what ended a CANCELED request, in words ("request canceled", or its
+   scope's: lp_scope_why) */
+const char *lp_req_why_text(const lp_req *r);
 lp_state lp_req_state(const lp_req *r);
 /* free the body and header buffers of a DONE or FAILED request once the
    caller has copied them; a no-op in any other state (after a cancel they

@@ -198,7 +198,7 @@ static void end_locked(lp_scope *s, lp_kind why, lp_req **ended) {
     r->scope_prev = NULL;
     r->in_scope = 0;
     s->nreqs--;
-    lp_req_end(r, why, lp_scope_why(why));
+    lp_req_end(r, why);
     r->scope_next = *ended;
     *ended = r;
   }
@@ -310,7 +310,7 @@ int lp_scope_add(lp_scope *s, lp_req *r) {
     }
     pthread_mutex_unlock(&s->mu);
   }
-  if (why != LP_OK) lp_req_end(r, why, lp_scope_why(why));
+  if (why != LP_OK) lp_req_end(r, why);
   return why == LP_OK;
 }
 

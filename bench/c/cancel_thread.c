@@ -101,7 +101,7 @@ static int registered(lp_req *r)
 /* a record set up the way csrc/longpoll.c's request_new does for a plain GET */
 static lp_req *new_get(const char *url)
 {
-    lp_req *r = lp_req_new();
+    lp_req *r = lp_req_new(NULL, 0);
     if (!r)
         return NULL;
     r->opts.url = strdup(url);

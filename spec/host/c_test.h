@@ -15,7 +15,7 @@
 
 /* a GET of base..path, not started */
 static inline lp_req *make(const char *base, const char *path) {
-  lp_req *r = lp_req_new();
+  lp_req *r = lp_req_new(NULL, 0);
   CHECK(r);
   CHECK(asprintf(&r->opts.url, "%s%s", base, path) > 0);
   r->opts.method = strdup("GET");

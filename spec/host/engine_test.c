@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
   spawn(t, w, 3, r, 10.0);
   for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
   for (int i = 0; i < 3; i++) CHECK(w[i].got == 1);
-  CHECK(lp_req_state(r) == LP_DONE && r->status == 204);
+  CHECK(lp_req_state(r) == LP_DONE && r->res && r->res->status == 204);
   lp_req_release(r);
 
   /* two threads wait without limit (INFINITY) on a held request; this

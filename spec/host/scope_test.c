@@ -89,7 +89,7 @@ static void cancel_tree(void) {
   CHECK(lp_scope_count(p) == 0 && lp_scope_count(a) == 0 && lp_scope_count(b) == 0);
   for (i = 0; i < 30; i++) {
     CHECK(lp_req_state(reqs[i]) == LP_CANCELED && reqs[i]->why == LP_ECANCELED);
-    CHECK(strcmp(reqs[i]->why_text, "context canceled") == 0);
+    CHECK(strcmp(lp_req_why_text(reqs[i]), "context canceled") == 0);
     lp_req_release(reqs[i]);
   }
   CHECK(lp_scope_cancel(p) == 0 && lp_scope_cancel(a) == 0);
@@ -132,7 +132,7 @@ static void deadline_from_parent(void) {
   CHECK(readable(rfd, 10000) && readable(cfd, 5000) && readable(pfd, 5000));
   CHECK(lp_clock() >= lp_scope_deadline(p));
   CHECK(lp_req_state(r) == LP_CANCELED && r->why == LP_ETIMEOUT);
-  CHECK(strcmp(r->why_text, "context deadline exceeded") == 0);
+  CHECK(strcmp(lp_req_why_text(r), "context deadline exceeded") == 0);
   CHECK(lp_scope_err(c) == LP_ETIMEOUT && lp_scope_err(p) == LP_ETIMEOUT);
   CHECK(lp_scope_cancel(c) == 0);
   lp_req_release(r);

@@ -20,9 +20,7 @@
 /* a stream of spec server lines {"n":i,...} of `size` bytes, max_queued q */
 static lp_req *make_stream(const char *base, const char *query, size_t q) {
   lp_req *r = make(base, query);
-  r->opts.stream = LP_STREAM_LINES;
-  r->opts.max_message = 1 << 16;
-  r->opts.max_queued = q;
+  CHECK(lp_req_stream(r, LP_STREAM_LINES, 1 << 16, q));
   return r;
 }
 
@@ -100,8 +98,8 @@ int main(int argc, char **argv) {
   CHECK(pthread_join(t[0], NULL) == 0);
   CHECK(lp_req_state(r) == LP_DONE);
   CHECK(d[0].count == N && d[0].last == N && d[0].bad == 0);
-  CHECK(atomic_load(&r->nmsgs) == N);
-  CHECK(atomic_load(&r->npauses) > 0);
+  CHECK(atomic_load(&r->st->nmsgs) == N);
+  CHECK(atomic_load(&r->st->npauses) > 0);
   lp_req_release(r);
 
   /* two readers share one stream: each message taken once, by one of them */

@@ -244,13 +244,11 @@ static lp_req *build(const plan *p) {
   r = make(base, path);
   r->opts.timeout_ms = 20000;
   if (p->s == S_STREAM) {
-    r->opts.stream = LP_STREAM_NDJSON;
-    r->opts.max_message = 4096;
-    r->opts.max_queued = 4;
+    CHECK(lp_req_stream(r, LP_STREAM_NDJSON, 4096, 4));
   }
   if (p->s == S_H2HOLD || p->s == S_H2FAST) {
     r->opts.http_version = CURL_HTTP_VERSION_2TLS;
-    if (g_cafile) r->opts.cainfo = strdup(g_cafile);
+    if (g_cafile) CHECK((lp_opts_extra(&r->opts)->cainfo = strdup(g_cafile)));
   }
   return r;
 }
@@ -270,15 +268,19 @@ static int take_stream(lp_req *r, int *next) {
   return ok;
 }
 
+/* what arrived of r's response (nothing: an empty one) */
+static const lp_result no_result;
+#define RES(r) ((r)->res ? (r)->res : &no_result)
+
 static int body_is(const lp_req *r, const char *want, size_t len) {
-  return r->body.len == len && (len == 0 || memcmp(r->body.data, want, len) == 0);
+  return RES(r)->body.len == len && (len == 0 || memcmp(RES(r)->body.data, want, len) == 0);
 }
 
 static int all_x(const lp_req *r, size_t len) {
   size_t i;
-  if (r->body.len != len) return 0;
+  if (RES(r)->body.len != len) return 0;
   for (i = 0; i < len; i++)
-    if (r->body.data[i] != 'x') return 0;
+    if (RES(r)->body.data[i] != 'x') return 0;
   return 1;
 }
 
@@ -286,17 +288,17 @@ static int all_x(const lp_req *r, size_t len) {
 static int proper_done(const plan *p, const lp_req *r, int msgs_ok, int next) {
   char id[16];
   int n = snprintf(id, sizeof id, "%u", p->id);
-  if (r->kind != LP_OK || r->head.len < 5 || memcmp(r->head.data, "HTTP/", 5) != 0)
+  if (r->kind != LP_OK || RES(r)->head.len < 5 || memcmp(RES(r)->head.data, "HTTP/", 5) != 0)
     return 0;
   switch (p->s) {
   case S_FAST: case S_HOLD: case S_RESOLVE:
-    return r->status == 200 && body_is(r, id, (size_t)n);
-  case S_SLOWHEAD: return r->status == 200 && body_is(r, id, (size_t)n);
-  case S_DRIP: return r->status == 200 && all_x(r, 16);
-  case S_BIG: return r->status == 200 && all_x(r, p->arg);
-  case S_STREAM: return r->status == 200 && msgs_ok && next == 41;
-  case S_H2FAST: return r->status == 200 && r->http_version == CURL_HTTP_VERSION_2_0;
-  case S_H2HOLD: return r->status == 408 || r->status == 200 || r->status == 304;
+    return RES(r)->status == 200 && body_is(r, id, (size_t)n);
+  case S_SLOWHEAD: return RES(r)->status == 200 && body_is(r, id, (size_t)n);
+  case S_DRIP: return RES(r)->status == 200 && all_x(r, 16);
+  case S_BIG: return RES(r)->status == 200 && all_x(r, p->arg);
+  case S_STREAM: return RES(r)->status == 200 && msgs_ok && next == 41;
+  case S_H2FAST: return RES(r)->status == 200 && RES(r)->http_version == CURL_HTTP_VERSION_2_0;
+  case S_H2HOLD: return RES(r)->status == 408 || RES(r)->status == 200 || RES(r)->status == 304;
   default: return 0;            /* reset, truncated, silence never succeed */
   }
 }
@@ -327,7 +329,7 @@ static void run_one(const plan *p) {
   case C_COMPLETION: {
     double end = now() + 20.0;
     while (!lp_state_finished(lp_req_state(r)) && atomic_load(&r->rx) == 0 &&
-           atomic_load(&r->nqueued) == 0 && now() < end)
+           (!r->st || atomic_load(&r->st->nqueued) == 0) && now() < end)
       sched_yield();
     mine = lp_req_cancel(r);
     break;
@@ -376,15 +378,15 @@ static void run_one(const plan *p) {
   if (s == LP_DONE) {
     if (!proper_done(p, r, msgs_ok, next))
       fail("%s/%s: improper result: status %ld, kind %s, %zu body bytes",
-           s_names[p->s], c_names[p->c], r->status, lp_kind_name(r->kind), r->body.len);
+           s_names[p->s], c_names[p->c], RES(r)->status, lp_kind_name(r->kind), RES(r)->body.len);
     atomic_fetch_add(&g_done, 1);
     atomic_fetch_add(&g_by[p->s][0], 1);
   } else if (s == LP_FAILED) {
     /* a server meant failure (reset, truncated); a stream paused on its
        queue can see its connection drop too: nothing else may fail */
-    if (!expect_failure(p->s) || r->kind == LP_OK || r->kind >= LP_NKINDS || !r->errbuf[0])
+    if (!expect_failure(p->s) || r->kind == LP_OK || r->kind >= LP_NKINDS || !r->msg || !r->msg[0])
       fail("%s/%s: failed: kind %s, status %ld, %s", s_names[p->s], c_names[p->c],
-           lp_kind_name(r->kind), r->status, r->errbuf);
+           lp_kind_name(r->kind), RES(r)->status, r->msg);
     atomic_fetch_add(&g_fail, 1);
     atomic_fetch_add(&g_by[p->s][1], 1);
   } else if (s == LP_CANCELED) {

@@ -132,7 +132,7 @@ static void fz_check(lp_req *r) {
     if (line[n] == ';' && line[n + 1]) abort();
   }
   if (r->opts.user_agent && strpbrk(r->opts.user_agent, "\r\n")) abort();
-  if (strcmp(m, "HEAD") == 0 && r->opts.body) abort();
+  if (strcmp(m, "HEAD") == 0 && r->opts.x && r->opts.x->body) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
