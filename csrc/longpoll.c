@@ -1164,13 +1164,18 @@ static int request_start(lua_State *L) {
 
 static int is_stream(const lreq *q) { return q->r->st != NULL; }
 
+/* why a request cannot be read one way or the other (one text each, also
+   for the Lua layer: core.misuse) */
+static const char NOT_STREAM[] = "not a stream request (no 'stream' option)";
+static const char IS_STREAM[] =
+  "a stream request is read with next(), await_next(), messages() or poll()";
+
 /* req:run() -> results; blocks this OS thread until the request finishes */
 static int request_run(lua_State *L) {
   lreq *q = check_request(L, 1);
   int n;
   if (is_stream(q))
-    return luaL_error(L, "longpoll.request: a stream request is read with "
-                      "next(), await_next(), messages() or poll()");
+    return luaL_error(L, "longpoll.request: %s", IS_STREAM);
   n = push_results(L, 1, q);
   if (n) return n;
   start(q);
@@ -1344,7 +1349,7 @@ static int stream_end(lua_State *L, int i, lreq *q) {
 
 static lreq *check_stream(lua_State *L, int i) {
   lreq *q = check_request(L, i);
-  luaL_argcheck(L, is_stream(q), i, "not a stream request (no 'stream' option)");
+  luaL_argcheck(L, is_stream(q), i, NOT_STREAM);
   return q;
 }
 
@@ -1440,6 +1445,18 @@ static int request_response(lua_State *L) {
     return 1;
   }
   if (lua_isnil(L, -2)) lua_getfield(L, -1, "response");  /* nil, err */
+  return 1;
+}
+
+/* core.misuse(req, stream) -> why req cannot be read as a stream (stream
+   true: next, await_next, messages) or as a plain request (run, await), or
+   nil: for the Lua layer's methods, which raise it at their caller's line */
+static int lp_misuse(lua_State *L) {
+  lreq *q = test_request(L, 1, reqmt_index);
+  int want = lua_toboolean(L, 2);
+  luaL_argcheck(L, q && q->r, 1, "not a request");
+  if (want != is_stream(q)) lua_pushstring(L, want ? NOT_STREAM : IS_STREAM);
+  else lua_pushnil(L);
   return 1;
 }
 
@@ -1691,7 +1708,7 @@ static const luaL_Reg metameth[] = {
 static const luaL_Reg funcs[] = {
   {"request", request_new}, {"wait_any", lp_wait_any_l},
   {"configure", lp_configure}, {"codec", lp_codec}, {"error", lp_error},
-  {"now", lp_now}, {"sleep", lp_sleep}, {NULL, NULL}
+  {"now", lp_now}, {"sleep", lp_sleep}, {"misuse", lp_misuse}, {NULL, NULL}
 };
 
 /* push the methods' cache (see cache_index): made once per state */

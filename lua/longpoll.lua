@@ -73,7 +73,15 @@ function M._suspend(obj)
   suspend_until_ready(obj, "longpoll.subscription:next", "messages")
 end
 
+-- raise at the line that called method `who` when req cannot be read that way
+-- (stream: as a stream), before anything starts or yields
+local function expect(req, stream, who)
+  local why = core.misuse(req, stream)
+  if why then error(("longpoll.request:%s: %s"):format(who, why), 3) end
+end
+
 function methods:await()
+  expect(self, false, "await")
   suspend_until_ready(self, "longpoll.request:await", "run")
   return self:run()
 end
@@ -89,6 +97,7 @@ end
 -- suspends the calling coroutine (as await does) until a message is queued
 -- or the stream ended, then returns what next() returns
 function methods:await_next()
+  expect(self, true, "await_next")
   suspend_until_ready(self, "longpoll.request:await_next", "next")
   return self:next(0)
 end
@@ -98,6 +107,7 @@ end
 -- stream ends cleanly or is canceled, and raises the error object when it
 -- fails (err.kind as next() gives it)
 function methods:messages()
+  expect(self, true, "messages")
   return function()
     local msg, err = self:next()
     if msg == nil and err and err.kind ~= "canceled" then error(err, 0) end

@@ -275,6 +275,34 @@ describe("stream mode", function()
     assert.is_true(longpoll.request{ url = url, stream = "sse" }.progress ~= nil)
   end)
 
+  it("await() of a stream, await_next() and messages() of a plain request raise at once, at the caller's line", function()
+    local stream = longpoll.request{ url = srv:url("/stream/ndjson?n=1&end=0"), stream = "ndjson",
+      timeout = 10 }
+    local plain = longpoll.request{ url = srv:url("/poll/await_misuse?since=0"), timeout = 10 }
+    -- runs method m of req in a coroutine: a programmer error raises at once, at the
+    -- line that called it, nothing yielded and nothing started
+    local function try(req, m)
+      local line
+      local co = coroutine.create(function()
+        line = debug.getinfo(1, "l").currentline + 1
+        local v = req[m](req)
+        return v
+      end)
+      local ok, err = coroutine.resume(co)
+      assert.is_false(ok, "it yielded instead of raising")
+      return err, ("stream_spec.lua:%d: longpoll.request:%s: "):format(line, m)
+    end
+    local err, where = try(stream, "await")
+    assert.equals(where .. "a stream request is read with next(), await_next(), messages() or poll()",
+      err:match("stream_spec%.lua:.*"))
+    err, where = try(plain, "await_next")
+    assert.equals(where .. "not a stream request (no 'stream' option)", err:match("stream_spec%.lua:.*"))
+    err, where = try(plain, "messages")
+    assert.equals(where .. "not a stream request (no 'stream' option)", err:match("stream_spec%.lua:.*"))
+    assert.equals("ready", stream:status())
+    assert.equals("ready", plain:status())
+  end)
+
   it("backpressure: a fast server and a slow reader pause the transfer; memory stays flat", function()
     -- 128 MiB as 2048 lines of 64 KiB; at most 4 queued
     local n, size = 2048, 65536
