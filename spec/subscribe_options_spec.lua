@@ -48,6 +48,12 @@ describe("longpoll.subscribe options", function()
     raises({ url = URL, cursor = "since", cursor_in = "body", body = "x" }, "option 'body' must be a table")
     raises({ url = URL, cursor = "since", id_field = 1 }, "option 'id_field' must be a string")
     raises({ url = URL, cursor = "since", buffer = 0 }, "option 'buffer' must be an integer")
+    raises({ url = URL, cursor = "since", buffer = false }, "option 'buffer' must be an integer")
+    local cycle = {}
+    cycle.again = cycle
+    raises({ url = URL, cursor = "since", cursor_in = "body", body = cycle },
+      "option 'body' is too deep to copy")
+    raises({ url = URL, cursor = function() end, resume = cycle }, "option 'resume' is too deep to copy")
     raises({ url = URL, cursor = "since", backoff = 1 }, "option 'backoff' must be a table")
     raises({ url = URL, cursor = "since", backoff = { flor = 1 } }, "option 'backoff.flor' is unknown")
     raises({ url = URL, cursor = "since", backoff = { floor = -1 } }, "option 'backoff.floor' must be")

@@ -36,11 +36,14 @@ local query_value = compat.integer_string
 
 local M = {}
 
--- A deep copy of a table of plain values (cursors and request options).
+-- A deep copy of a table of plain values (cursors and request options); raises
+-- TOO_DEEP (no position: longpoll.subscribe names the option) past 32 levels (a cycle).
+local TOO_DEEP = "is too deep to copy (a cycle?)"
+M.TOO_DEEP = TOO_DEEP
 local function copy(v, depth)
   if type(v) ~= "table" then return v end
   depth = (depth or 0) + 1
-  if depth > 32 then error("longpoll.subscribe: table too deep to copy", 2) end
+  if depth > 32 then error(TOO_DEEP, 0) end
   local t = {}
   for k, x in pairs(v) do t[k] = copy(x, depth) end
   return t

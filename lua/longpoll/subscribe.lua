@@ -37,6 +37,17 @@ local function argerror(name, what)
   raise(("longpoll.subscribe: option '%s' %s"):format(name, what))
 end
 
+-- f(...) for option `name`, whose value f copies: a table too deep to copy (a cycle)
+-- raises naming the option.
+local function copying(name, f, ...)
+  local ok, a, b = pcall(f, ...)
+  if not ok then
+    if a ~= cursors.TOO_DEEP then error(a, 0) end
+    argerror(name, a)
+  end
+  return a, b
+end
+
 -- The backoff table with its defaults filled in.
 local function backoff(t)
   local b = copy(BACKOFF)
@@ -67,7 +78,7 @@ function subscribe(opts)
       end
       cfg.context = v
     elseif core.options[k] then
-      base[k] = copy(v)
+      base[k] = copying(k, copy, v)
     elseif not OPTIONS[k] and strategy.options[k] == nil then
       local other
       for name, s in pairs(cursors.strategies) do
@@ -93,7 +104,8 @@ function subscribe(opts)
     cfg[k] = opts[k]
   end
   cfg.backoff = backoff(opts.backoff)
-  cfg.buffer = opts.buffer or 1000
+  cfg.buffer = opts.buffer
+  if cfg.buffer == nil then cfg.buffer = 1000 end
   if not compat.tointeger(cfg.buffer) or cfg.buffer < 1 then
     argerror("buffer", "must be an integer >= 1")
   end
@@ -111,7 +123,7 @@ function subscribe(opts)
   local cursor = strategy.start and strategy.start(cfg, base)
   if opts.resume ~= nil then
     local why
-    cursor, why = strategy.check(cfg, opts.resume)
+    cursor, why = copying("resume", strategy.check, cfg, opts.resume)
     if why then argerror("resume", why) end
   end
   cfg.clock = cfg.clock or longpoll.now   -- (no sleep: the subscription's context waits)
