@@ -170,6 +170,46 @@ describe("subscribe with cursor 'sse'", function()
     assert.equals(before + 1, srv:stats().hits["/status/204"])
   end)
 
+  -- (review) the last events and the failure taken in one step used to read as a clean end:
+  -- the stream was opened again at once, the failure never seen (no backoff, no on_error)
+  it("a failure right after the last events is a failure, not a clean end", function()
+    local ch = channel()
+    srv:publish(ch, "a")
+    srv:publish(ch, "b")
+    srv:publish(ch, ("x"):rep(300))
+    local errors = {}
+    local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch .. "?close_after=3"), cursor = "sse",
+      max_message = 100, on_error = function(err) errors[#errors + 1] = err.kind end }
+    sub:start()
+    -- until the stream request finished (it leaves the subscription's context): then the
+    -- next step takes its two events and its end at once
+    local deadline = longpoll.now() + 10
+    while #sub:context() > 0 and longpoll.now() < deadline do longpoll.sleep(0.01) end
+    assert.equals(0, #sub:context())
+    local got, err = take(sub, 3)
+    assert.equals(2, #got)
+    assert.equals("too_large", err.kind)              -- not retried: the subscription stopped
+    assert.same({ "too_large" }, errors)
+    assert.equals("failed", sub:status())
+    assert.equals("2", sub:cursor())
+    assert.equals(1, srv:stats().hits["/sse/" .. ch])  -- never reopened
+  end)
+
+  it("its context canceled while the stream is open ends it as canceled", function()
+    local ch = channel()
+    srv:publish(ch, "a")
+    local ctx = longpoll.context()
+    local sub = longpoll.subscribe{ url = srv:url("/sse/" .. ch), cursor = "sse", context = ctx }
+    assert.equals(1, #take(sub, 1))
+    assert.truthy(srv:wait_held(1, 5))
+    ctx:cancel()
+    local got, err = sub:poll()
+    assert.is_nil(got)
+    assert.equals("canceled", err.kind)
+    assert.equals("canceled", sub:status())
+    assert.truthy(srv:wait_held(0, 5))
+  end)
+
   it("bad options raise naming them", function()
     local url = srv:url("/sse/x")
     assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", stream = "ndjson" } end,

@@ -20,6 +20,13 @@ local meta = { __index = Sub, __name = "longpoll.subscription" }
 -- True once the subscription ended, failed or canceled.
 local function stopped(self) return self._state == "failed" or self._state == "canceled" end
 
+-- The error a finished poll ended with (a stream: once every message was taken), or nil.
+local function result_error(req)
+  local _, err
+  if core.misuse(req, true) then _, err = req:run() else _, err = req:next(0) end
+  return err
+end
+
 -- Would the default retry this failure?
 local function retried(cfg, err)
   if RETRY_KINDS[err.kind] then return true end
@@ -205,8 +212,7 @@ end
 function Sub:_stream_step(req)
   local cfg = self._cfg
   local room = cfg.buffer - self:pending()
-  local msgs, err = {}, nil
-  if room > 0 then msgs, err = req:poll(room) end
+  local msgs = room > 0 and req:poll(room)
   if msgs and #msgs > 0 then
     local items, nc = cfg.strategy.advance(cfg, self._poll_cursor, msgs)
     self._poll_cursor = nc
@@ -217,9 +223,12 @@ function Sub:_stream_step(req)
     end
     self._failures = 0
   end
+  -- done: ended and every message taken; how it ended is what it answers now (the poll
+  -- above may have taken its last messages and left its error for this call)
   if not req:done() then return false end
   self._req = nil
-  if not msgs then
+  local err = result_error(req)
+  if err then
     if err.kind == "canceled" then self:_stop(err, "canceled") else self:_failure(err, req) end
     return true
   end
@@ -242,7 +251,7 @@ end
 function Sub:_ended()
   local err, req = self._ctx:err(), self._req
   if req and req:done() then
-    local _, e = req:run()
+    local e = result_error(req)
     if e and e.kind == err.kind then err = e end
   end
   self:_stop(err, err.kind == "canceled" and "canceled" or "failed")
@@ -359,7 +368,7 @@ end
 
 function Sub:next()
   if not compat.isyieldable() then
-    error("longpoll.subscribe: next() is not inside a coroutine (use messages() or poll())", 2)
+    error("longpoll.subscription:next: not inside a coroutine (use messages() or poll())", 2)
   end
   return self:_next(true)
 end
