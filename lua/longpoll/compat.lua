@@ -40,13 +40,6 @@ else
   end
 end
 
--- true when x is an integer: the subtype on 5.3+, an integral number before
-if math_type then
-  function M.isinteger(x) return math_type(x) == "integer" end
-else
-  function M.isinteger(x) return M.tointeger(x) ~= nil end
-end
-
 -- the decimal digits of an integral number, never an exponent or ".0"
 -- (tostring(2^53) is "9.007199254741e+15" in 5.1 and LuaJIT), for ids and
 -- cursors sent back to a server; other values as tostring
@@ -55,16 +48,6 @@ function M.integer_string(x)
   if i == nil then return tostring(x) end
   if M.integers and math_type(i) == "integer" then return tostring(i) end
   return ("%.0f"):format(i)
-end
-
--- floor division (a // b): math.floor(a / b), an integer on 5.3+ when it fits
-function M.idiv(a, b)
-  return floor(a / b)
-end
-
-M.unpack = table.unpack or unpack
-M.pack = table.pack or function(...)
-  return { n = select("#", ...), ... }
 end
 
 -- f(t) is called (protected, once) when the table t becomes garbage, or at
