@@ -3,7 +3,6 @@
 --   lua5.4 examples/cancel.lua http://127.0.0.1:8080
 -- (scripts/demo.sh starts the spec server and runs this against it)
 local longpoll = require "longpoll"
-local socket = require "socket" -- only for the clock
 
 local base = arg[1] or os.getenv("LONGPOLL_DEMO_URL") or "http://127.0.0.1:8080"
 
@@ -22,13 +21,13 @@ for _, m in ipairs(msgs) do print(("  id=%s data=%s"):format(m.id, m.data)) end
 local last = msgs[#msgs].id
 local req = longpoll.request{ url = base .. "/poll/demo", query = { since = last }, timeout = 60 }
 req:start()
-print("polling for news after id " .. last .. " ...", req:status())
+print(("polling for news after id %s (%s) ..."):format(last, req:status()))
 req:wait(0.5) -- half a second later the user presses "Cancel"
 
-local t0 = socket.gettime()
+local t0 = longpoll.now()
 req:cancel()
 local value, err = req:run()
-local took = socket.gettime() - t0
+local took = longpoll.now() - t0
 print(("canceled: value=%s kind=%s after %.1f us"):format(tostring(value), err.kind, took * 1e6))
 print("error: " .. tostring(err))
 assert(err.kind == "canceled")

@@ -10,11 +10,11 @@ local tasks = {
   coroutine.create(function()
     print("waiter: awaiting news")
     local msgs, err = req:await()        -- yields until the request finishes
-    print("waiter: got", msgs, err and err.kind)
+    print(("waiter: got %s, %s"):format(tostring(msgs), err and err.kind))
   end),
   coroutine.create(function()
     for _ = 1, 3 do coroutine.yield() end  -- a few ticks later...
-    print("canceler: cancel() ->", req:cancel())
+    print("canceler: cancel() -> " .. tostring(req:cancel()))
   end),
 }
 

@@ -14,13 +14,9 @@ for _, ch in ipairs({ "a", "b", "c" }) do
   polls[ch] = longpoll.request{ url = base .. "/poll/cq-" .. ch, query = { since = "0" }, timeout = 30 }
   cq:wrap(function()
     local msgs, err = polls[ch]:await()
-    if msgs then
-      print(("%s: %s"):format(ch, msgs[1].data))
-      answered = answered + 1
-      if answered == 2 then print("cancel c ->", polls.c:cancel()) end
-    else
-      print(("%s: %s"):format(ch, err.kind))
-    end
+    print(("%s: %s"):format(ch, msgs and msgs[1].data or err.kind))
+    answered = answered + 1
+    if answered == 2 then print("cancel c -> " .. tostring(polls.c:cancel())) end
   end)
 end
 

@@ -2,14 +2,13 @@
 -- frame: the frame never blocks on the network.
 --   lua5.4 examples/game_loop.lua http://127.0.0.1:8080
 local longpoll = require "longpoll"
-local socket = require "socket" -- frame pacing
 
 local base = arg[1] or os.getenv("LONGPOLL_DEMO_URL") or "http://127.0.0.1:8080"
 local frames, since, received = 120, "0", 0
 local poll
 
 for frame = 1, frames do
-  local t0 = socket.gettime()
+  local t0 = longpoll.now()
   if not poll then
     poll = longpoll.request{ url = base .. "/poll/game", query = { since = since }, timeout = 30 }:start()
   elseif poll:done() then
@@ -29,8 +28,7 @@ for frame = 1, frames do
     longpoll.request{ url = base .. "/publish/game", body = "tick " .. frame }:run()
   end
   -- ... update and draw the scene here ...
-  local spent = socket.gettime() - t0
-  socket.sleep(math.max(0, 1 / 60 - spent))
+  longpoll.sleep(math.max(0, 1 / 60 - (longpoll.now() - t0)))  -- the rest of the frame
 end
 if poll then poll:cancel() end -- the scene changed: stop polling at once
 print(("%d frames, %d messages"):format(frames, received))

@@ -131,8 +131,8 @@ describe_nchan("stream mode with Nchan", function()
     assert.is_true(srv:wait_subscribers(ch, 0))
   end)
 
-  it("examples/sse_chat.lua runs its scripted conversation", function()
-    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q %s examples/sse_chat.lua --script %s"):format(
+  it("examples/chat.lua --sse runs its scripted conversation over EventSource streams", function()
+    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q %s examples/chat.lua --sse --script %s"):format(
       package.path, package.cpath, lua, srv:url("")))
     assert.is_true(ok, out)
     assert.matches("alice sees bob: hi alice", out, 1, true)

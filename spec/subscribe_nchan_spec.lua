@@ -205,8 +205,8 @@ describe_nchan("longpoll.subscribe against Nchan", function()
     assert.equals("running", sub:status())
   end)
 
-  it("examples/nchan_chat.lua runs its scripted conversation", function()
-    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q %s examples/nchan_chat.lua --script %s"):format(
+  it("examples/chat.lua runs its scripted conversation over long-poll subscriptions", function()
+    local out, ok = proc.run(("LUA_PATH=%q LUA_CPATH=%q %s examples/chat.lua --script %s"):format(
       package.path, package.cpath, lua, srv:url("")))
     assert.is_true(ok, out)
     assert.matches("alice sees bob: hi alice", out, 1, true)
