@@ -939,10 +939,10 @@ static int response_index(lua_State *L) {
    The headers and the HTTP version wait in the weak table as one string (a
    version byte, then the raw header block) until one of them is read: the
    table is made with room for the 4 fields every response has */
-static void push_response(lua_State *L, lreq *q, int body) {
+static void push_response_of(lua_State *L, lreq *q, const lp_result *from, int body) {
   static const lp_result none;
   lp_req *r = q->r;
-  const lp_result *res = r->res ? r->res : &none;
+  const lp_result *res = from ? from : &none;
   lctx *c = q->ctx;
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, res->status);
@@ -953,7 +953,7 @@ static void push_response(lua_State *L, lreq *q, int body) {
   set_cached(L, C_URL);
   lua_pushnumber(L, res->elapsed);
   set_cached(L, C_ELAPSED);
-  if (r->res && res->retry_after >= 0) {
+  if (from && res->retry_after >= 0) {
     lua_pushinteger(L, (lua_Integer)res->retry_after);
     set_cached(L, C_RETRY_AFTER);
   }
@@ -968,6 +968,11 @@ static void push_response(lua_State *L, lreq *q, int body) {
   lua_pushlstring(L, c->buf, res->head.len + 1);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+}
+
+/* the response table of request q, as its result says */
+static void push_response(lua_State *L, lreq *q, int body) {
+  push_response_of(L, q, q->r->res, body);
 }
 
 /* lua-cjson 2.1.0 gives every number as a float: on Lua 5.3+ make the
@@ -1430,21 +1435,39 @@ static int request_ready(lua_State *L) {
   return 1;
 }
 
-/* req:response() -> the response table once the request finished with one
-   (of a failure: err.response; a stream that ended cleanly: its status and
-   headers, body ""), else nil; never blocks */
+/* req:response([seconds]) -> the response table once the request finished
+   with one (of a failure: err.response; a stream that ended cleanly: its
+   status and headers, body ""); a stream's status and headers as soon as
+   they are in, body ""; else nil. With `seconds`, starts the request if
+   needed and waits up to that long for it (a stream: for its headers) */
 static int request_response(lua_State *L) {
   lreq *q = check_request(L, 1);
-  if (is_stream(q) && lp_req_state(q->r) == LP_DONE && !stream_over(q)) {
-    lua_pushliteral(L, "");     /* its body: the messages were handed out */
+  const lp_result *head;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number s = luaL_checknumber(L, 2);
+    luaL_argcheck(L, s >= 0, 2, "must be a number of seconds >= 0");
+    start(q);
+    lp_req_wait_head(q->r, s);
+  }
+  lua_settop(L, 1);
+  /* a stream that ended cleanly, or failed with messages still to read (its
+     error is not settled here: that would drop them) */
+  if (is_stream(q) && !stream_over(q) && (lp_req_state(q->r) == LP_DONE ||
+      (lp_req_state(q->r) == LP_FAILED && lp_req_queued(q->r) > 0))) {
+    lua_pushliteral(L, "");     /* its body: the messages are handed out */
     push_response(L, q, lua_gettop(L));
     return 1;
   }
-  if (!push_results(L, 1, q)) {
-    lua_pushnil(L);
+  if (push_results(L, 1, q)) {
+    if (lua_isnil(L, -2)) lua_getfield(L, -1, "response");  /* nil, err */
+    if (!lua_isnil(L, -1)) return 1;
+  }
+  if ((head = lp_req_head(q->r))) {  /* a stream still open, or canceled */
+    lua_pushliteral(L, "");     /* no body: its messages are handed out */
+    push_response_of(L, q, head, lua_gettop(L));
     return 1;
   }
-  if (lua_isnil(L, -2)) lua_getfield(L, -1, "response");  /* nil, err */
+  lua_pushnil(L);
   return 1;
 }
 

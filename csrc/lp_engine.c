@@ -211,6 +211,7 @@ void lp_req_release(lp_req *r) {
   if (r->st) {
     free_msgs(r->st->mhead);
     lp_stream_free(&r->st->parser);
+    result_free(atomic_load(&r->st->head), 1);
     free(r->st);
   }
   if (r->opts.url != r->url) free(r->opts.url);
@@ -426,6 +427,22 @@ lp_msg *lp_req_take(lp_req *r, size_t max) {
 
 size_t lp_req_queued(lp_req *r) { return queued_now(r); }
 
+const lp_result *lp_req_head(lp_req *r) {
+  return r->st ? atomic_load(&r->st->head) : NULL;
+}
+
+/* ready, or a stream's headers are in (for lp_req_wait_head) */
+static int head_ready(const void *p) {
+  lp_req *r = (lp_req *)p;
+  return ready(r) || lp_req_head(r) != NULL;
+}
+
+int lp_req_wait_head(lp_req *r, double seconds) {
+  lp_waitable w = waitable(r);
+  w.ready = head_ready;
+  return lp_notify_wait(&w, 1, seconds) == 0;
+}
+
 /* ---- worker ---- */
 
 static int buf_reserve(lp_buf *b, size_t extra) {
@@ -612,6 +629,37 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* stream mode, at the blank line that ends a header block: when it is a
+   2xx answer's (no redirect or 1xx follows), publish a copy of its status
+   and headers for lp_req_head and wake the threads that wait for them. Out
+   of memory, they come with the end of the stream as before */
+static void publish_head(lp_req *r, const lp_result *res) {
+  lp_result *h;
+  char *url = NULL;
+  curl_off_t us = 0;
+  long status = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status > 299) return;
+  h = calloc(1, sizeof *h);
+  if (!h || !buf_reserve(&h->head, res->head.len)) {
+    free(h);
+    return;
+  }
+  memcpy(h->head.data, res->head.data, res->head.len);
+  h->head.len = res->head.len;
+  h->status = status;
+  h->retry_after = -1;
+  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &h->http_version);
+  curl_easy_getinfo(r->easy, CURLINFO_STARTTRANSFER_TIME_T, &us);
+  h->elapsed = (double)us / 1e6;
+  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+  if (url && strcmp(url, r->opts.url) != 0) h->effective_url = strdup(url);
+  pthread_mutex_lock(&r->mu);
+  atomic_store(&r->st->head, h);
+  lp_notify_wake_threads(&r->notify);
+  pthread_mutex_unlock(&r->mu);
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   lp_req *r = ud;
   lp_result *res = result(r);
@@ -630,6 +678,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   if (!buf_reserve(&res->head, len)) return 0;
   memcpy(res->head.data + res->head.len, p, len);
   res->head.len += len;
+  if (r->st && res->head_at_start && !atomic_load(&r->st->head)) publish_head(r, res);
   return len;
 }
 

@@ -146,6 +146,11 @@ typedef struct lp_sstate {
   size_t max_message;           /* bound of one message */
   size_t max_queued;            /* the transfer pauses at this many queued */
   lp_msg *mhead, *mtail;        /* guarded by mu */
+  /* the answer's status line and headers (status, version, header block,
+     URL, time), copied by the worker once all of a 2xx answer's are in:
+     read-only from then on, NULL before (stored under mu, read atomically:
+     lp_req_head) */
+  _Atomic(lp_result *) head;
   _Atomic size_t nqueued;       /* messages queued (changed under mu) */
   _Atomic unsigned long long nmsgs, npauses;
 } lp_sstate;
@@ -264,6 +269,12 @@ int lp_req_fd(lp_req *r);
 lp_msg *lp_req_take(lp_req *r, size_t max);
 /* stream mode: messages queued now */
 size_t lp_req_queued(lp_req *r);
+/* stream mode: the answer's headers once they are all in (a 2xx answer),
+   else NULL; kept until the record is freed */
+const lp_result *lp_req_head(lp_req *r);
+/* block until the request is ready or (stream mode) its headers are in, or
+   `seconds` passed (as for lp_req_wait); 1 when either */
+int lp_req_wait_head(lp_req *r, double seconds);
 
 const char *lp_kind_name(lp_kind k);
 int lp_state_finished(lp_state s);

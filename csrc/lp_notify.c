@@ -41,7 +41,7 @@ static void efd_signal(int fd) {
   (void)n;
 }
 
-void lp_notify_wake(lp_notify *n) {
+void lp_notify_wake_threads(lp_notify *n) {
   lp_wnode *node;
   for (node = n->waiters; node; node = node->next) {
     lp_waiter *w = node->w;
@@ -50,6 +50,10 @@ void lp_notify_wake(lp_notify *n) {
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
   }
+}
+
+void lp_notify_wake(lp_notify *n) {
+  lp_notify_wake_threads(n);
   if (n->efd >= 0) efd_signal(n->efd);
 }
 
@@ -136,12 +140,23 @@ size_t lp_notify_wait(const lp_waitable *w, size_t count, double seconds) {
     struct timespec ts;
     if (!forever) deadline_in(&ts, seconds);
     pthread_mutex_lock(&waiter.mu);
-    while (!waiter.fired) {
-      int rc = forever ? pthread_cond_wait(&waiter.cv, &waiter.mu)
-                       : pthread_cond_timedwait(&waiter.cv, &waiter.mu, &ts);
-      if (rc != 0) break;     /* ETIMEDOUT (or an error: never spin on it) */
+    for (;;) {
+      int rc = 0;
+      while (!waiter.fired && rc == 0)  /* rc: ETIMEDOUT (or an error: never spin on it) */
+        rc = forever ? pthread_cond_wait(&waiter.cv, &waiter.mu)
+                     : pthread_cond_timedwait(&waiter.cv, &waiter.mu, &ts);
+      if (!waiter.fired) break;
+      found = (size_t)(waiter.fired - nodes);
+      if (w[found].ready(w[found].obj)) break;
+      /* woken by lp_notify_wake_threads, or by one that got ready before
+         another: clear, look at them all, and wait on (a wake-up after the
+         clear is not lost) */
+      waiter.fired = NULL;
+      pthread_mutex_unlock(&waiter.mu);
+      for (found = 0; found < count && !w[found].ready(w[found].obj); found++) {}
+      pthread_mutex_lock(&waiter.mu);
+      if (found < count) break;
     }
-    if (waiter.fired) found = (size_t)(waiter.fired - nodes);
     pthread_mutex_unlock(&waiter.mu);
   }
   for (i = 0; i < registered; i++) {

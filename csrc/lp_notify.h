@@ -34,6 +34,11 @@ typedef struct lp_waitable {
 
 /* wake every waiter and make the eventfd readable; with the owner's mutex held */
 void lp_notify_wake(lp_notify *n);
+/* wake the blocked threads only, for a change some waiters wait for but that
+   does not make the owner ready (a stream's headers arrived): the others
+   look again and wait on, and the eventfd stays as it is; with the owner's
+   mutex held */
+void lp_notify_wake_threads(lp_notify *n);
 /* the eventfd, made on first call (readable at once when `ready`); -1 on
    error. With the owner's mutex held */
 int lp_notify_fd(lp_notify *n, int ready);
@@ -43,7 +48,8 @@ void lp_notify_clear(lp_notify *n);
 /* close the eventfd; when the owner is freed (nobody waits any more) */
 void lp_notify_close(lp_notify *n);
 /* the index of a ready object of `w`, waiting up to `seconds` (< 0, NaN or
-   >= 1e9: forever); `count` when none got ready in time, or with errno
+   >= 1e9: forever; a wake-up with none ready waits on); `count` when none
+   got ready in time, or with errno
    ENOMEM when count > 8 and the waiter entries could not be allocated.
    Any number of threads may wait on one object. */
 size_t lp_notify_wait(const lp_waitable *w, size_t count, double seconds);

@@ -221,6 +221,22 @@ describe("stream mode", function()
     assert.truthy(srv:wait_held(0, 5))
   end)
 
+  it("response() of a stream that failed with messages queued leaves them to be read", function()
+    local ch = ("failq%d"):format(os.time())
+    srv:publish(ch, { "a", "b", ("x"):rep(300) })
+    local req = longpoll.request{ url = srv:url("/sse/" .. ch .. "?close_after=3"), stream = "sse",
+      max_message = 100, timeout = 10 }:start()
+    assert.truthy(wait_until(10, function() return req:status() == "failed" end))
+    assert.equals(200, req:response().status)
+    local msgs = req:poll()
+    assert.equals(2, #msgs)
+    assert.equals("b", msgs[2].data)
+    local none, err = req:poll()
+    assert.is_nil(none)
+    assert.equals("too_large", err.kind)
+    assert.equals(err.response, req:response())
+  end)
+
   it("a message exactly at max_message passes; one byte over fails with too_large", function()
     -- each line is {"n":i,"pad":"pp.."} of `size` bytes
     local req = longpoll.request{ url = srv:url("/stream/ndjson?n=2&size=64"), stream = "ndjson",
@@ -339,13 +355,20 @@ describe("stream mode", function()
     end
   end)
 
-  it("response() gives the status and headers once a stream ended, nil while it runs", function()
-    local req = longpoll.request{ url = srv:url("/stream/ndjson?n=1&end=0"), stream = "ndjson" }
-    assert.is_nil(req:response())
+  it("response() gives a stream's status and headers as soon as they are in, then once it ended", function()
+    local req = longpoll.request{ url = srv:url("/stream/ndjson?n=1&end=0"), stream = "ndjson", timeout = 10 }
+    assert.is_nil(req:response())                   -- not started
     assert.equals(1, req:next(10).n)
-    assert.is_nil(req:response())                   -- still open
+    local open = req:response()                     -- still open: the headers, no body
+    assert.equals("running", req:status())
+    assert.equals(200, open.status)
+    assert.equals("application/x-ndjson", open.headers["content-type"])
+    assert.equals("1.1", open.http_version)
+    assert.equals("", open.body)
+    assert.is_true(open.elapsed > 0)
     req:cancel()
-    req = longpoll.request{ url = srv:url("/stream/ndjson?n=2"), stream = "ndjson" }
+    assert.equals(200, req:response().status)       -- canceled: the headers it had
+    req = longpoll.request{ url = srv:url("/stream/ndjson?n=2"), stream = "ndjson", timeout = 10 }
     assert.equals(1, req:next(10).n)
     assert.equals(2, req:next(10).n)
     assert.is_nil(req:next(10))
@@ -353,12 +376,37 @@ describe("stream mode", function()
     assert.equals(200, resp.status)
     assert.equals("application/x-ndjson", resp.headers["content-type"])
     assert.equals("", resp.body)
-    req = longpoll.request{ url = srv:url("/status/404"), stream = "lines" }
+    req = longpoll.request{ url = srv:url("/status/404"), stream = "lines", timeout = 10 }
     local _, err = req:next(10)
     assert.equals(err.response, req:response())
     local plain = longpoll.request{ url = srv:url("/json") }
     local _, r2 = plain:run()
     assert.equals(r2, plain:response())
+  end)
+
+  it("response(seconds) waits for a stream's headers, which wake no other waiter", function()
+    -- headers, then nothing: the stream stays open and empty
+    local url = srv:url("/stream/lines?n=0&end=0")
+    local req = longpoll.request{ url = url, stream = "lines", timeout = 10 }
+    local resp = req:response(10)                   -- starts it, returns once the headers are in
+    assert.equals(200, resp.status)
+    assert.equals("text/plain", resp.headers["content-type"])
+    assert.equals("running", req:status())
+    assert.is_false(req:ready())                    -- headers are no message
+    assert.equals(0, #socket.select({ { getfd = function() return req:fd() end,
+      dirty = function() return false end } }, nil, 0))
+    req:cancel()
+    -- threads blocked in wait_any and wait() while the headers come go on waiting
+    local other = longpoll.request{ url = url, stream = "lines", timeout = 10 }
+    assert.is_nil(longpoll.wait_any({ other }, 0.3))  -- it starts it; the headers come meanwhile
+    assert.equals(200, other:response().status)
+    assert.is_false(other:wait(0.05))
+    assert.is_nil(other:next(0.05))
+    other:cancel()
+    -- a plain request: the response once finished; a bad wait raises
+    local plain = longpoll.request{ url = srv:url("/hold?ms=50&status=200&body=x"), timeout = 10 }
+    assert.equals("x", plain:response(10).body)
+    assert.has_error(function() plain:response(-1) end)
   end)
 
   it("progress() of a plain request: bytes received, expected and sent", function()
