@@ -210,6 +210,32 @@ describe("subscribe with cursor 'sse'", function()
     assert.truthy(srv:wait_held(0, 5))
   end)
 
+  -- an EventSource fails a connection whose answer is not text/event-stream (WHATWG)
+  it("a 200 answer that is not an event stream stops it as 'decode', its body never read as events", function()
+    local events = "id: 1\ndata: not an event\n\n"
+    local url = srv:url("/hold?ms=0&status=200&type=text/html&body=" .. events:gsub("[^%w]", function(c)
+      return ("%%%02X"):format(c:byte()) end))
+    local errors = {}
+    local sub = longpoll.subscribe{ url = url, cursor = "sse",
+      on_error = function(err) errors[#errors + 1] = err.kind end }
+    local got, err = take(sub, 1)
+    assert.same({}, got)
+    assert.equals("decode", err.kind)
+    assert.equals(200, err.status)
+    assert.equals("text/html", err.response.headers["content-type"])
+    assert.matches("not an event stream %(Content%-Type: text/html%)", err.message)
+    assert.same({ "decode" }, errors)
+    assert.equals("failed", sub:status())
+    assert.is_nil(sub:cursor())
+    -- the media type is compared without its parameters and case
+    url = srv:url("/hold?ms=0&status=200&type=Text/Event-Stream%3B%20charset%3Dutf-8&body="
+      .. events:gsub("[^%w]", function(c) return ("%%%02X"):format(c:byte()) end))
+    sub = longpoll.subscribe{ url = url, cursor = "sse" }
+    got = take(sub, 1)
+    assert.equals("not an event", got[1].data)
+    sub:cancel()
+  end)
+
   it("bad options raise naming them", function()
     local url = srv:url("/sse/x")
     assert.has_error(function() longpoll.subscribe{ url = url, cursor = "sse", stream = "ndjson" } end,

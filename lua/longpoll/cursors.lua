@@ -28,6 +28,10 @@
 --   stream             optional: the poll is a stream request (`stream = <this>`) that
 --                      stays open; advance gets its messages as they arrive, and the
 --                      stream's clean end is not a failure (longpoll.subscription)
+--   refuse(response) -> nil | complaint
+--                      optional, with stream: looks at the answer as soon as its headers
+--                      are in, before any message is taken; a complaint fails the poll as
+--                      "decode" (its messages are never handed out)
 local compat = require "longpoll.compat"
 
 local tointeger = compat.tointeger
@@ -286,6 +290,14 @@ strategies.sse = {
     end
     if not accept then o.headers.Accept = "text/event-stream" end
     if c ~= nil then o.headers[last or "Last-Event-ID"] = c end
+  end,
+  -- an EventSource fails a connection whose 200 answer is not an event stream (WHATWG
+  -- HTML, "announce the connection"): an HTML page of a misconfigured proxy is no events
+  refuse = function(resp)
+    if resp.status < 200 or resp.status > 299 or resp.status == 204 then return nil end
+    local ctype = resp.headers["content-type"]
+    if (ctype or ""):match("^%s*([^;%s]*)"):lower() == "text/event-stream" then return nil end
+    return ("the answer is not an event stream (Content-Type: %s)"):format(ctype or "none")
   end,
   -- the resume point after an event is the last event id it carries
   advance = function(_, c, list)

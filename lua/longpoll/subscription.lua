@@ -211,6 +211,19 @@ end
 -- or else at once (paced by backoff.idle). True once it ended.
 function Sub:_stream_step(req)
   local cfg = self._cfg
+  if self._looked_at ~= req and cfg.strategy.refuse then
+    -- the answer's headers, as soon as they are in (no message is queued before them)
+    local resp = req:response()
+    if not (resp or req:done()) then return false end
+    self._looked_at = req
+    local why = resp and cfg.strategy.refuse(resp)
+    if why then
+      req:cancel()
+      self._req = nil
+      self:_failure(core.error("decode", why, { status = resp.status, response = resp }, req), req)
+      return true
+    end
+  end
   local room = cfg.buffer - self:pending()
   local msgs = room > 0 and req:poll(room)
   if msgs and #msgs > 0 then
