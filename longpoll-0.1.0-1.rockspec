@@ -40,7 +40,7 @@ build = {
   modules = {
     ["longpoll.core"] = {
       sources = {
-        "csrc/longpoll.c", "csrc/longpoll_context.c", "csrc/lp_engine.c",
+        "csrc/longpoll.c", "csrc/lp_engine.c",
         "csrc/lp_stream.c", "csrc/lp_notify.c", "csrc/lp_scope.c",
       },
       defines = { 'LP_VERSION="0.1.0"' },
