@@ -45,8 +45,8 @@
 #define LP_REQUEST "longpoll.request"
 #define LP_GUARD "longpoll.request.guard"
 #define LP_ERROR "longpoll.error"
-#define LP_CONTEXT "longpoll.context"
-#define LP_CONTEXTS "longpoll.contexts"   /* registry: live contexts of the state */
+#define LP_STATE "longpoll.state"     /* an lctx: this state's share of the engine */
+#define LP_STATES "longpoll.states"   /* registry: how many lctx of the state live */
 #define LP_DEFAULT_MAX_BODY (16 * 1024 * 1024)
 #define LP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define LP_DEFAULT_MAX_MESSAGE (1024 * 1024)
@@ -1516,7 +1516,7 @@ static int request_progress(lua_State *L) {
 /* ---- cancel scopes: longpoll.context ----
    `longpoll.context` objects over lp_scope (lp_scope.h), Go's context in
    Lua. (Not the lctx above, which is this state's share of the engine;
-   its metatable is LP_CONTEXT.)
+   its metatable is LP_STATE.)
 
    Each object holds one share of its scope. Several objects may hold the
    same scope: in other Lua states (ctx:share() gives an id that
@@ -1529,7 +1529,7 @@ static int request_progress(lua_State *L) {
    Every function here has core.error as upvalue 1: errors are the objects
    run() returns. */
 
-#define LP_SCOPE_MT "longpoll.scope"   /* the registry key of the metatable */
+#define LP_SCOPE_MT "longpoll.context"  /* the registry key of the metatable */
 #define LP_MAX_SECONDS (86400.0 * 365)  /* as a request's timeout */
 
 typedef struct lctxobj {
@@ -1916,11 +1916,11 @@ static int lp_sleep(lua_State *L) {
 /* add `delta` to the count of this state's live contexts; the new count */
 static lua_Integer count_contexts(lua_State *L, int delta) {
   lua_Integer n;
-  lua_getfield(L, LUA_REGISTRYINDEX, LP_CONTEXTS);
+  lua_getfield(L, LUA_REGISTRYINDEX, LP_STATES);
   n = lua_tointeger(L, -1) + delta;
   lua_pop(L, 1);
   lua_pushinteger(L, n);
-  lua_setfield(L, LUA_REGISTRYINDEX, LP_CONTEXTS);
+  lua_setfield(L, LUA_REGISTRYINDEX, LP_STATES);
   return n;
 }
 
@@ -1928,7 +1928,7 @@ static lua_Integer count_contexts(lua_State *L, int delta) {
    finalizer during lua_close), then drop this state's engine share; the
    last one joins the worker. Safe to run twice */
 static int ctx_gc(lua_State *L) {
-  lctx *c = (lctx *)luaL_checkudata(L, 1, LP_CONTEXT);
+  lctx *c = (lctx *)luaL_checkudata(L, 1, LP_STATE);
   int i;
   while (c->live) drop_request(c->live);
   /* LuaJIT finalizes userdata made during lua_close in a later round, after
@@ -2031,7 +2031,7 @@ LUALIB_API int luaopen_longpoll_core(lua_State *L) {
   lua_newtable(L);                        /* module */
   c = (lctx *)lp_newuserdata(L, sizeof *c, UV_NCTX);
   memset(c, 0, sizeof *c);
-  luaL_newmetatable(L, LP_CONTEXT);
+  luaL_newmetatable(L, LP_STATE);
   lua_pushcfunction(L, ctx_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);

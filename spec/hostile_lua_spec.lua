@@ -204,7 +204,7 @@ describe("hostile Lua", function()
     it("the context's __gc and every metamethod check their argument", function()
       local out, code = child([[
         local longpoll = require "longpoll"
-        local ctxmeta = debug.getregistry()["longpoll.context"]
+        local ctxmeta = debug.getregistry()["longpoll.state"]
         -- a request's finalizer is its guard's (see longpoll.c)
         local guardmeta = debug.getregistry()["longpoll.request.guard"]
         local req = longpoll.request{ url = "http://127.0.0.1:1/" }
