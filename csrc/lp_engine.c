@@ -605,8 +605,13 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   lp_req *r = ud;
   lp_result *res = result(r);
   size_t len = size * n;
-  if (!res || atomic_load_explicit(&r->state, memory_order_relaxed) == LP_CANCELED)
-    return 0;                   /* stop reading: nobody wants it */
+  if (!res) return 0;           /* out of memory */
+  /* canceled: taken and dropped. The cancel path (drain, drop_canceled)
+     ends the transfer at the worker's next turn and makes an HTTP/2 reset
+     go out; a write error here would end it first, through complete(),
+     and leave libcurl 7.88.1's RST_STREAM unsent in its buffer */
+  if (atomic_load_explicit(&r->state, memory_order_relaxed) == LP_CANCELED)
+    return len;
   if (r->st && r->st->off == 0) {  /* the first bytes: 2xx? */
     long status = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
