@@ -58,12 +58,19 @@ local function wait_until(seconds, pred)
   return pred()
 end
 
--- A free TCP port on 127.0.0.1 (bound and closed again; nginx cannot listen on port 0).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
+-- n distinct free TCP ports on 127.0.0.1 (nginx cannot listen on port 0): all n are
+-- bound at once, then closed, so no two are the same (one after another, bind(0) may
+-- hand out a port it has just handed out, and nginx refuses a duplicate listen).
+-- M.free_ports, so a spec can hand start() a port that is taken.
+function M.free_ports(n)
+  local socks, ports = {}, {}
+  for i = 1, n do
+    socks[i] = assert(socket.bind("127.0.0.1", 0))
+    local _, port = socks[i]:getsockname()
+    ports[i] = tonumber(port)
+  end
+  for i = 1, n do socks[i]:close() end
+  return ports
 end
 
 local function can_connect(port)
@@ -220,32 +227,42 @@ function M.start(opts)
   prefix = prefix .. "-nchan"
   assert(proc.ok("mkdir -m 700 " .. sh_quote(prefix)), "cannot create " .. prefix)
   local is_root = (io.popen("id -u"):read("*l") or "") == "0"
-  local fields = {
-    prefix = prefix,
-    port = tostring(opts.port or free_port()),
-    h2port = tostring(opts.h2port or free_port()),
-    tlsport = tostring(opts.tlsport or free_port()),
-    subscriber_timeout = opts.subscriber_timeout or "2s",
-    buffer_length = tostring(opts.buffer_length or 1000),
-    -- as root, workers would run as nobody and could not use the temp prefix
-    user = is_root and "user root;" or "",
-  }
-  local conf = template:gsub("%${([%w_]+)}", function(k)
-    return assert(fields[k], "nchan.conf: unknown field " .. k)
-  end)
   -- a self-signed certificate for 127.0.0.1: the HTTPS listener (TLS, HTTP/2 by ALPN)
   assert(proc.ok(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
     .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1"):format(
       sh_quote(prefix .. "/key.pem"), sh_quote(prefix .. "/cert.pem"))), "openssl req failed")
-  local f = assert(io.open(prefix .. "/nginx.conf", "wb"))
-  f:write(conf)
-  f:close()
-  local self = setmetatable({ prefix = prefix, port = tonumber(fields.port),
-                              h2port = tonumber(fields.h2port),
-                              tlsport = tonumber(fields.tlsport),
-                              cafile = prefix .. "/cert.pem" }, Server)
-  self:_launch()
-  return self
+  local self = setmetatable({ prefix = prefix, cafile = prefix .. "/cert.pem" }, Server)
+  -- A port M.free_ports found free can be taken before nginx binds it: an outgoing connection
+  -- elsewhere may get it as its source port, and nginx then fails with "Address already in
+  -- use". Ports the caller did not choose are chosen again then (bounded: 5 tries).
+  for try = 1, 5 do
+    local free = M.free_ports(3)
+    local fields = {
+      prefix = prefix,
+      port = tostring(opts.port or free[1]),
+      h2port = tostring(opts.h2port or free[2]),
+      tlsport = tostring(opts.tlsport or free[3]),
+      subscriber_timeout = opts.subscriber_timeout or "2s",
+      buffer_length = tostring(opts.buffer_length or 1000),
+      -- as root, workers would run as nobody and could not use the temp prefix
+      user = is_root and "user root;" or "",
+    }
+    local conf = template:gsub("%${([%w_]+)}", function(k)
+      return assert(fields[k], "nchan.conf: unknown field " .. k)
+    end)
+    local f = assert(io.open(prefix .. "/nginx.conf", "wb"))
+    f:write(conf)
+    f:close()
+    self.port, self.h2port, self.tlsport =
+      tonumber(fields.port), tonumber(fields.h2port), tonumber(fields.tlsport)
+    local ok, err = pcall(self._launch, self)
+    if ok then return self end
+    local chosen = opts.port or opts.h2port or opts.tlsport
+    if try == 5 or chosen or not tostring(err):find("Address already in use", 1, true) then
+      error(err, 0)
+    end
+    os.remove(prefix .. "/error.log")
+  end
 end
 
 return M

@@ -3,7 +3,8 @@
 -- the two numbers are also appended to that file, with LONGPOLL_LABEL (e.g.
 -- "lua5.1"), so scripts/test.sh can add up several busted runs and say which
 -- one failed; with LONGPOLL_FAILURES set, each failed test is appended there
--- as "<label> <file> @ <line>: <name>".
+-- as "<label> <file> @ <line>: <name>", then up to four lines of its message,
+-- indented.
 return function(options)
   local busted = require "busted"
   local handler = require("busted.outputHandlers.gtest")(options)
@@ -42,6 +43,15 @@ return function(options)
         local trace = t.element and t.element.trace or {}
         append(os.getenv("LONGPOLL_FAILURES"), ("%s %s @ %s: %s"):format(label,
           tostring(trace.short_src or "?"), tostring(trace.currentline or "?"), tostring(t.name)))
+        -- and why, in a few lines: CI keeps only the end of the output
+        local n = 0
+        for line in (tostring(t.message or "") .. "\n"):gmatch("([^\n]*)\n") do
+          if line:match("%S") then
+            append(os.getenv("LONGPOLL_FAILURES"), "    " .. line:sub(1, 200))
+            n = n + 1
+            if n == 4 then break end
+          end
+        end
       end
     end
     return nil, true
